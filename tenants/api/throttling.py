@@ -1,0 +1,37 @@
+"""Rate limits per API key, counted by django-ratelimit in the cache (Redis in production).
+A view picks its limit with `rate_limit_scope` ("default" or "ingest")."""
+
+from django_ratelimit.core import get_usage
+from rest_framework.throttling import BaseThrottle
+
+from billing_project.conf import billing_settings
+
+SCOPE_SETTINGS = {"default": "RATE_LIMIT", "ingest": "INGEST_RATE_LIMIT"}
+
+
+def _api_key_id(group, request) -> str:
+    return str(request.auth.pk)
+
+
+class ApiKeyRateThrottle(BaseThrottle):
+    def __init__(self):
+        self._wait = None
+
+    def allow_request(self, request, view) -> bool:
+        if request.auth is None:
+            return True
+        scope = getattr(view, "rate_limit_scope", "default")
+        usage = get_usage(
+            request,
+            group=f"api:{scope}",
+            key=_api_key_id,
+            rate=getattr(billing_settings, SCOPE_SETTINGS[scope]),
+            increment=True,
+        )
+        if usage is None or not usage["should_limit"]:
+            return True
+        self._wait = usage["time_left"]
+        return False
+
+    def wait(self):
+        return self._wait
