@@ -5,9 +5,8 @@ No Django and no ORM here, only the standard library, so every rule is unit-test
 Money is an ``int`` of minor units at every boundary and a ``Decimal`` inside a computation; a float
 anywhere is a ``TypeError``, because a float cannot hold 0.1 and billing must be exact. Each amount
 is computed exactly and rounded once, half-up (half away from zero for negatives), to the minor
-unit.
-Datetimes are timezone-aware UTC; naive ones are a ``ValueError`` because a period boundary without
-an offset is ambiguous.
+unit. Datetimes are timezone-aware UTC; naive ones are a ``ValueError`` because a period boundary
+without an offset is ambiguous.
 """
 
 from __future__ import annotations
@@ -87,7 +86,7 @@ _HUNDRED = Decimal(100)
 
 def _int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int of minor units, not {type(value).__name__}")
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
     return value
 
 
@@ -109,6 +108,14 @@ def _non_negative(value: object, name: str) -> Decimal:
 
 def _words(text: str) -> list[str]:
     return text.split()
+
+
+def _choice(kind: type[StrEnum], value: object, name: str) -> StrEnum:
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(kind)
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}") from None
 
 
 def _div_round_half_up(numerator: int, denominator: int) -> int:
@@ -235,13 +242,6 @@ def _utc(value: object, name: str) -> datetime:
     return value
 
 
-def _schedule(value: object) -> Schedule:
-    try:
-        return Schedule(value)
-    except ValueError:
-        raise ValueError(f"schedule must be one of {', '.join(Schedule)}, got {value!r}") from None
-
-
 def add_interval(anchor: datetime, schedule: str, n: int) -> datetime:
     """The start of period ``n`` of a subscription anchored at ``anchor``.
 
@@ -251,7 +251,7 @@ def add_interval(anchor: datetime, schedule: str, n: int) -> datetime:
     """
     anchor = _utc(anchor, "anchor")
     n = _int(n, "n")
-    kind = _schedule(schedule)
+    kind = _choice(Schedule, schedule, "schedule")
     if kind is Schedule.WEEK:
         return anchor + timedelta(weeks=n)
     months = n if kind is Schedule.MONTH else 12 * n
@@ -274,7 +274,7 @@ def period_containing(
     """``(n, start, end)`` of the period with ``start <= at < end``."""
     anchor = _utc(anchor, "anchor")
     at = _utc(at, "at")
-    kind = _schedule(schedule)
+    kind = _choice(Schedule, schedule, "schedule")
     if at < anchor:
         raise ValueError("at is before the anchor: no period contains it")
     if kind is Schedule.WEEK:
@@ -299,7 +299,9 @@ def _microseconds(delta: timedelta) -> int:
     return delta // timedelta(microseconds=1)
 
 
-def _remaining_and_length(period_start: datetime, period_end: datetime, at: datetime):
+def _remaining_and_length(
+    period_start: datetime, period_end: datetime, at: datetime
+) -> tuple[int, int]:
     period_start = _utc(period_start, "period_start")
     period_end = _utc(period_end, "period_end")
     at = _utc(at, "at")
@@ -451,30 +453,48 @@ def validate_tiers(tiers: Iterable[object]) -> tuple[Tier, ...]:
 
 
 def _parse_decimal(value: object, name: str) -> Decimal:
-    # API decimal strings ("0.0125") are parsed here; floats are refused, as everywhere.
+    # A JSON number arrives as a float and may already have lost digits ("0.1" is not 0.1), so
+    # the API takes decimal strings; integers are exact and accepted too.
     if isinstance(value, str):
         try:
             value = Decimal(value)
         except InvalidOperation:
             raise ValueError(f"{name} must be a decimal string") from None
+    if isinstance(value, bool) or not isinstance(value, (Decimal, int)):
+        raise ValueError(f"{name} must be a decimal string, not {type(value).__name__}")
     return _decimal(value, name)
 
 
-def parse_tiers(raw_tiers: Iterable[Mapping[str, object]]) -> tuple[Tier, ...]:
-    """Tiers from the API's JSON shape (``unit_price`` as a decimal string), validated."""
+def _parse_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer")
+    return value
+
+
+def _parse_field(raw: object, index: int, field: str, collection: str) -> object:
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{collection}[{index}] must be an object")
+    if field not in raw:
+        raise ValueError(f"{collection}[{index}].{field} is required")
+    return raw[field]
+
+
+def parse_tiers(raw_tiers: Iterable[object]) -> tuple[Tier, ...]:
+    """Tiers from the API's JSON (``unit_price`` a decimal string, ``last_unit`` null = infinity),
+    validated. Every fault is a ValueError, since the input is a client's."""
     tiers = []
     for i, raw in enumerate(raw_tiers):
-        try:
-            tiers.append(
-                Tier(
-                    first_unit=raw["first_unit"],
-                    last_unit=raw.get("last_unit"),
-                    unit_price=_parse_decimal(raw["unit_price"], f"tiers[{i}].unit_price"),
-                    flat_fee=raw.get("flat_fee") or 0,
-                )
+        first = _parse_field(raw, i, "first_unit", "tiers")
+        price = _parse_field(raw, i, "unit_price", "tiers")
+        last, flat_fee = raw.get("last_unit"), raw.get("flat_fee")
+        tiers.append(
+            Tier(
+                first_unit=_parse_int(first, f"tiers[{i}].first_unit"),
+                last_unit=None if last is None else _parse_int(last, f"tiers[{i}].last_unit"),
+                unit_price=_parse_decimal(price, f"tiers[{i}].unit_price"),
+                flat_fee=0 if flat_fee is None else _parse_int(flat_fee, f"tiers[{i}].flat_fee"),
             )
-        except KeyError as missing:
-            raise ValueError(f"tiers[{i}].{missing.args[0]} is required") from None
+        )
     return validate_tiers(tiers)
 
 
@@ -488,7 +508,8 @@ def price_amount_unrounded(
 ) -> Decimal:
     """Exact amount in minor units of a catalog price for ``quantity`` units over one period.
 
-    - fixed_price: ``amount`` whatever the quantity.
+    - fixed_price: ``amount`` whatever the quantity (a per-seat fee is per_unit with the seats as
+      quantity).
     - per_unit: ``quantity * amount``.
     - package: ``amount`` per started package of ``units`` units.
     - tiered_volume: every unit at the tier that holds ``quantity``, plus that tier's flat fee.
@@ -496,7 +517,7 @@ def price_amount_unrounded(
 
     Zero units cost nothing except for fixed_price.
     """
-    kind = PriceType(price_type)
+    kind = _choice(PriceType, price_type, "price type")
     q = _non_negative(quantity, "quantity")
     with localcontext(_EXACT):
         if kind in (PriceType.FIXED_PRICE, PriceType.PER_UNIT, PriceType.PACKAGE):
@@ -590,19 +611,18 @@ def validate_steps(steps: Iterable[object]) -> tuple[Step, ...]:
     return tuple(result)
 
 
-def parse_steps(raw_steps: Iterable[Mapping[str, object]]) -> tuple[Step, ...]:
-    """Steps from seed 002's JSON shape (decimal strings), validated and sorted."""
+def parse_steps(raw_steps: Iterable[object]) -> tuple[Step, ...]:
+    """Steps from seed 002's JSON (decimal strings), validated and sorted; faults: ValueError."""
     steps = []
     for i, raw in enumerate(raw_steps):
-        try:
-            steps.append(
-                Step(
-                    threshold=_parse_decimal(raw["threshold"], f"steps[{i}].threshold"),
-                    money_value=_parse_decimal(raw["money_value"], f"steps[{i}].money_value"),
-                )
+        threshold = _parse_field(raw, i, "threshold", "steps")
+        money_value = _parse_field(raw, i, "money_value", "steps")
+        steps.append(
+            Step(
+                threshold=_parse_decimal(threshold, f"steps[{i}].threshold"),
+                money_value=_parse_decimal(money_value, f"steps[{i}].money_value"),
             )
-        except KeyError as missing:
-            raise ValueError(f"steps[{i}].{missing.args[0]} is required") from None
+        )
     return validate_steps(steps)
 
 
@@ -624,7 +644,7 @@ def calc_rule_amount(
     ``commit`` owes nothing here: its commitment is billed in advance by ``commit_in_advance``,
     whatever the usage. Stepped usage below the first threshold is free.
     """
-    kind = CalcRule(rule)
+    kind = _choice(CalcRule, rule, "calc_rule_type")
     u = _non_negative(usage, "usage")
     with localcontext(_EXACT):
         if kind in (CalcRule.UNIT, CalcRule.POST_INVOICE):
@@ -839,16 +859,14 @@ def discount_amount(
     sub_total = _int(sub_total_minor, "sub_total_minor")
     if (percentage is None) == (fixed_credit_minor is None):
         raise ValueError("a voucher has exactly one of percentage and fixed_credit_minor")
-    if sub_total <= 0:
-        return 0
     if percentage is not None:
         pct = _non_negative(percentage, "percentage")
         if pct > _HUNDRED:
             raise ValueError("percentage must be at most 100")
         numerator, denominator = pct.as_integer_ratio()
-        discount = _div_round_half_up(sub_total * numerator, 100 * denominator)
+        discount = _div_round_half_up(max(sub_total, 0) * numerator, 100 * denominator)
     else:
         discount = _int(fixed_credit_minor, "fixed_credit_minor")
         if discount < 0:
             raise ValueError("fixed_credit_minor must not be negative")
-    return min(discount, sub_total)
+    return max(0, min(discount, sub_total))

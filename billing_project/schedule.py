@@ -14,6 +14,7 @@ class DefaultJob:
 
 DEFAULT_SCHEDULE = [
     DefaultJob("Prune idempotency keys", "tenants.tasks.prune_idempotency_keys", 3600),
+    DefaultJob("Deliver webhooks", "webhooks.tasks.deliver_due_webhooks", 15),
 ]
 
 

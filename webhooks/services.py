@@ -1,10 +1,20 @@
-"""The one way to announce a business event: `emit(tenant=..., event_type=..., data=...)`."""
+"""The one way to announce a business event (`emit`), and the delivery of events to endpoints."""
 
+import datetime as dt
 import json
+import logging
+import time
+import urllib.error
+import urllib.request
 
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+from django.utils import timezone
+from standardwebhooks import Webhook
 
-from webhooks.models import WebhookEvent
+from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
+
+logger = logging.getLogger(__name__)
 
 EVENT_TYPES = frozenset(
     {
@@ -30,11 +40,191 @@ EVENT_TYPES = frozenset(
         "plan_transition.failed",
     }
 )
+MAX_ATTEMPTS = 8
+FIRST_RETRY_SECONDS = 30
+MAX_RETRY_SECONDS = 6 * 3600
+DELIVERY_TIMEOUT_SECONDS = 10
+DELIVERY_BATCH = 100
+
+
+def _json_safe(data: dict) -> dict:
+    return json.loads(json.dumps(data, cls=DjangoJSONEncoder))
+
+
+def emit_many(*, tenant, events: list[tuple[str, dict]]) -> list[WebhookEvent]:
+    """Record events in the caller's transaction (they exist exactly when the change does), with
+    one pending delivery per subscribed endpoint; delivery starts when the transaction commits."""
+    unknown = {event_type for event_type, _ in events} - EVENT_TYPES
+    if unknown:
+        raise ValueError(f"Unknown webhook event types: {sorted(unknown)}")
+    if not events:
+        return []
+    created = WebhookEvent.objects.bulk_create(
+        [WebhookEvent(tenant=tenant, type=t, data=_json_safe(d)) for t, d in events]
+    )
+    endpoints = [e for e in WebhookEndpoint.objects.for_tenant(tenant).filter(enabled=True)]
+    now = timezone.now()
+    deliveries = [
+        WebhookDelivery(
+            tenant=tenant,
+            endpoint=endpoint,
+            event=event,
+            event_type=event.type,
+            next_attempt_at=now,
+        )
+        for event in created
+        for endpoint in endpoints
+        if endpoint.wants(event.type)
+    ]
+    if deliveries:
+        WebhookDelivery.objects.bulk_create(deliveries)
+        transaction.on_commit(_enqueue_delivery)
+    return created
 
 
 def emit(*, tenant, event_type: str, data: dict) -> WebhookEvent:
-    """Record the event in the caller's transaction: it exists exactly when the change does."""
-    if event_type not in EVENT_TYPES:
-        raise ValueError(f"Unknown webhook event type: {event_type}")
-    payload = json.loads(json.dumps(data, cls=DjangoJSONEncoder))
-    return WebhookEvent.objects.create(tenant=tenant, type=event_type, data=payload)
+    return emit_many(tenant=tenant, events=[(event_type, data)])[0]
+
+
+def _enqueue_delivery() -> None:
+    from webhooks.tasks import deliver_due_webhooks
+
+    try:
+        deliver_due_webhooks.delay()
+    except Exception:
+        # The broker being down must not fail the request that emitted; beat retries the outbox.
+        logger.warning("Could not enqueue webhook delivery; beat will pick it up", exc_info=True)
+
+
+def retry_delay(attempt_count: int) -> dt.timedelta:
+    """Exponential back-off: 30 s, 1 min, 2 min, … capped at 6 h."""
+    return dt.timedelta(
+        seconds=min(FIRST_RETRY_SECONDS * 2 ** (attempt_count - 1), MAX_RETRY_SECONDS)
+    )
+
+
+def event_payload(event: WebhookEvent) -> str:
+    return json.dumps(
+        {
+            "id": str(event.id),
+            "type": event.type,
+            "created_at": event.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "data": event.data,
+        },
+        separators=(",", ":"),
+    )
+
+
+def signed_headers(*, secret: str, message_id: str, body: str, at: dt.datetime) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": "billing-platform-webhooks/1",
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": Webhook(secret).sign(msg_id=message_id, timestamp=at, data=body),
+    }
+
+
+def _send(delivery: WebhookDelivery) -> tuple[int | None, str, str, int]:
+    body = event_payload(delivery.event)
+    headers = signed_headers(
+        secret=delivery.endpoint.secret,
+        message_id=str(delivery.event_id),
+        body=body,
+        at=timezone.now(),
+    )
+    request = urllib.request.Request(
+        delivery.endpoint.url, data=body.encode(), headers=headers, method="POST"
+    )
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(request, timeout=DELIVERY_TIMEOUT_SECONDS) as response:
+            status, text, error = response.status, response.read(1000).decode(errors="replace"), ""
+    except urllib.error.HTTPError as exc:
+        status, text, error = exc.code, exc.read(1000).decode(errors="replace"), f"HTTP {exc.code}"
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        status, text, error = None, "", str(getattr(exc, "reason", exc))[:500]
+    return status, text, error, int((time.monotonic() - started) * 1000)
+
+
+def delivery_attempt(*, delivery: WebhookDelivery) -> WebhookDelivery:
+    """Send one delivery now, record the attempt, schedule a retry or settle its status."""
+    status_code, response_text, error, duration_ms = _send(delivery)
+    now = timezone.now()
+    succeeded = status_code is not None and 200 <= status_code < 300
+    delivery.attempt_count += 1
+    delivery.last_status_code = status_code
+    delivery.last_error = error
+    if succeeded:
+        delivery.status, delivery.delivered_at, delivery.next_attempt_at = (
+            WebhookDelivery.Status.SUCCEEDED,
+            now,
+            None,
+        )
+    elif delivery.attempt_count >= MAX_ATTEMPTS:
+        delivery.status, delivery.next_attempt_at = WebhookDelivery.Status.FAILED, None
+    else:
+        delivery.next_attempt_at = now + retry_delay(delivery.attempt_count)
+    with transaction.atomic():
+        WebhookAttempt.objects.create(
+            tenant_id=delivery.tenant_id,
+            delivery=delivery,
+            status_code=status_code,
+            error=error,
+            response_body=response_text[:1000],
+            duration_ms=duration_ms,
+        )
+        delivery.save(
+            update_fields=[
+                "attempt_count",
+                "last_status_code",
+                "last_error",
+                "status",
+                "delivered_at",
+                "next_attempt_at",
+            ]
+        )
+    return delivery
+
+
+def deliveries_send_due(*, now: dt.datetime | None = None, limit: int = DELIVERY_BATCH) -> int:
+    """Send the deliveries that are due. Each is claimed by pushing its next attempt into the
+    future under a row lock (SKIP LOCKED), so concurrent workers never send one twice at once."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        due = list(
+            WebhookDelivery.objects.select_for_update(skip_locked=True)
+            .filter(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now)
+            .order_by("next_attempt_at")[:limit]
+            .values_list("pk", flat=True)
+        )
+        WebhookDelivery.objects.filter(pk__in=due).update(
+            next_attempt_at=now + dt.timedelta(seconds=DELIVERY_TIMEOUT_SECONDS * 3)
+        )
+    deliveries = WebhookDelivery.objects.filter(pk__in=due).select_related("event", "endpoint")
+    for delivery in deliveries:
+        try:
+            delivery_attempt(delivery=delivery)
+        except Exception:
+            logger.exception("Webhook delivery %s failed unexpectedly", delivery.pk)
+    return len(due)
+
+
+def endpoint_create(
+    *, tenant, url: str, events: list[str] | None = None, description: str = ""
+) -> WebhookEndpoint:
+    return WebhookEndpoint.objects.create(
+        tenant=tenant, url=url, events=sorted(set(events or [])), description=description
+    )
+
+
+def endpoint_update(*, endpoint: WebhookEndpoint, **fields) -> WebhookEndpoint:
+    allowed = {"url", "events", "description", "enabled"}
+    if set(fields) - allowed:
+        raise TypeError(f"Webhook endpoints allow updating only {sorted(allowed)}")
+    if "events" in fields:
+        fields["events"] = sorted(set(fields["events"]))
+    for name, value in fields.items():
+        setattr(endpoint, name, value)
+    endpoint.save()
+    return endpoint

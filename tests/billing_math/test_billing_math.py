@@ -1,12 +1,16 @@
 """Golden cases for billing_project.billing_math: every expected value is computed by hand."""
 
+import ast
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal as D
+from itertools import pairwise
+from pathlib import Path
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
 
+import billing_project.billing_math
 from billing_project.billing_math import (
     EU_COUNTRIES,
     ISO_4217_EXPONENTS,
@@ -47,6 +51,20 @@ from billing_project.billing_math import (
 
 def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)
+
+
+def test_module_imports_only_the_standard_library():
+    """The math stays importable and testable without Django, a database or any package."""
+    source = Path(billing_project.billing_math.__file__).read_text()
+    modules = {
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    stdlib = {"__future__", "calendar", "collections.abc", "dataclasses", "datetime", "decimal"}
+    stdlib |= {"enum", "itertools", "types"}
+    assert modules <= stdlib
 
 
 # --- Currencies --------------------------------------------------------------------------------
@@ -356,6 +374,24 @@ def test_prorate(amount, at, currency, expected):
     assert prorate(amount, APRIL_START, APRIL_END, at, currency) == expected
 
 
+@pytest.mark.parametrize(
+    ("amount", "cuts", "parts"),
+    [
+        (1000, [utc(2027, 4, 11), utc(2027, 4, 21)], [333, 333, 333]),  # whole - 1
+        (1, [utc(2027, 4, 16)], [1, 1]),  # two halves of a cent: whole + 1
+        (3000, [utc(2027, 4, 11)], [1000, 2000]),
+    ],
+)
+def test_independently_rounded_parts(amount, cuts, parts):
+    """Each part rounds on its own, so k parts may miss the whole by up to k/2 (see properties)."""
+    bounds = [APRIL_START, *cuts, APRIL_END]
+    got = [
+        prorate(amount, APRIL_START, APRIL_END, APRIL_END - (b - a), "EUR")
+        for a, b in pairwise(bounds)
+    ]
+    assert got == parts
+
+
 def test_prorate_counts_microseconds_not_float_seconds():
     start = utc(2027, 4, 1)
     end = start + timedelta(microseconds=3)
@@ -521,8 +557,16 @@ def test_parse_tiers_from_api_json():
         parse_tiers([{"first_unit": 1, "last_unit": None}])
     with pytest.raises(ValueError, match="decimal string"):
         parse_tiers([{"first_unit": 1, "last_unit": None, "unit_price": "abc"}])
-    with pytest.raises(TypeError):
+
+    with pytest.raises(
+        ValueError, match=r"tiers\[0\].unit_price must be a decimal string, not float"
+    ):
         parse_tiers([{"first_unit": 1, "last_unit": None, "unit_price": 0.01}])
+    with pytest.raises(ValueError, match=r"tiers\[0\].first_unit must be an integer"):
+        parse_tiers([{"first_unit": "1", "unit_price": "1"}])
+    with pytest.raises(ValueError, match=r"tiers\[0\] must be an object"):
+        parse_tiers([[1, None, "1"]])
+    assert parse_tiers([{"first_unit": 1, "unit_price": 2}]) == (Tier(1, None, D(2), 0),)
 
 
 @pytest.mark.parametrize(
@@ -534,7 +578,7 @@ def test_parse_tiers_from_api_json():
         ("package", {"amount": 100, "units": 0}, "needs units"),
         ("tiered_volume", {}, "needs tiers"),
         ("tiered_graduated", {}, "needs tiers"),
-        ("flat", {"amount": 100}, "flat"),
+        ("flat", {"amount": 100}, "price type must be one of fixed_price, per_unit"),
         ("per_unit", {"amount": -1}, "amount must not be negative"),
     ],
 )
@@ -635,7 +679,7 @@ def test_commit_in_advance(default_value, money_value, share, expected):
         ("staged", {"steps": []}, ValueError, "must not be empty"),
         ("stepped", {"steps": [Step(D(1), D(1)), Step(D(1), D(2))]}, ValueError, "distinct"),
         ("stepped", {"steps": [Step(D(-1), D(1))]}, ValueError, "threshold must not be negative"),
-        ("flat", {"money_value": D(1)}, ValueError, "flat"),
+        ("flat", {"money_value": D(1)}, ValueError, "calc_rule_type must be one of unit"),
         ("unit", {"money_value": 0.5}, TypeError, "Decimal"),
     ],
 )
@@ -657,6 +701,8 @@ def test_steps_from_seed_002_json():
     assert validate_steps([(D(5), D(1)), (0, 2)]) == (Step(D(0), D(2)), Step(D(5), D(1)))
     with pytest.raises(ValueError, match=r"steps\[0\].money_value is required"):
         parse_steps([{"threshold": "1"}])
+    with pytest.raises(ValueError, match=r"steps\[0\].threshold must be a decimal string"):
+        parse_steps([{"threshold": 1.5, "money_value": "1"}])
 
 
 def test_calc_rule_enum_values_match_seed_002():
@@ -891,9 +937,10 @@ def test_discount_amount(sub_total, kwargs, expected):
         ({"percentage": None, "fixed_credit_minor": 10.0}, TypeError),
     ],
 )
-def test_discount_amount_rejects(kwargs, error):
+@pytest.mark.parametrize("sub_total", [1000, 0, -1000])
+def test_discount_amount_rejects(kwargs, error, sub_total):
     with pytest.raises(error):
-        discount_amount(1000, currency="EUR", **kwargs)
+        discount_amount(sub_total, currency="EUR", **kwargs)
 
 
 # --- Floats are refused everywhere -------------------------------------------------------------
