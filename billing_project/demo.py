@@ -65,7 +65,124 @@ def seed_customers(tenant: Tenant) -> list[Customer]:
     return customers
 
 
-SECTIONS = [seed_customers]
+def seed_catalog(tenant: Tenant) -> None:
+    """A cloud product sold per seat (monthly or yearly, EUR; monthly JPY), a metered API price,
+    features with limits, and an extra-storage add-on."""
+    from subscriptions.models import Metric, Price, Product, SubscriptionPlan
+    from subscriptions.services import feature_create, plan_save
+
+    if SubscriptionPlan.objects.for_tenant(tenant).filter(code_name="team").exists():
+        return
+    platform = Product.objects.create(tenant=tenant, name="Cloud Platform", tax_type="digital")
+    monthly = Price.objects.create(
+        tenant=tenant, product=platform, amount=1900, currency="EUR", schedule="month"
+    )
+    yearly = Price.objects.create(
+        tenant=tenant, product=platform, amount=19000, currency="EUR", schedule="year"
+    )
+    monthly_jpy = Price.objects.create(
+        tenant=tenant, product=platform, amount=2500, currency="JPY", schedule="month"
+    )
+    api_calls = Metric.objects.create(
+        tenant=tenant, name="API calls", code="api_calls", aggregation_method="count"
+    )
+    metered = Price.objects.create(
+        tenant=tenant,
+        product=platform,
+        amount=1,
+        currency="EUR",
+        schedule="month",
+        type=Price.Type.PER_UNIT,
+        usage=True,
+        metric=api_calls,
+    )
+    sso = feature_create(tenant=tenant, code="sso", name="Single sign-on")
+    storage = feature_create(tenant=tenant, code="storage_gb", name="Storage (GB)")
+    calls = feature_create(tenant=tenant, code="api_calls", name="API calls per period")
+    plan_save(
+        tenant=tenant,
+        name="Team",
+        code_name="team",
+        product=platform,
+        per_seat=True,
+        has_trial=True,
+        trial_length_days=14,
+        features=[sso, storage, calls],
+        limits=[(storage, 100), (calls, 100_000)],
+        prices=[monthly, yearly, monthly_jpy, metered],
+    )
+    extra = Product.objects.create(tenant=tenant, name="Extra storage", tax_type="digital")
+    extra_monthly = Price.objects.create(
+        tenant=tenant, product=extra, amount=500, currency="EUR", schedule="month"
+    )
+    plan_save(
+        tenant=tenant,
+        name="Extra storage",
+        code_name="extra-storage",
+        product=extra,
+        is_addon=True,
+        user_count=0,
+        features=[storage],
+        limits=[(storage, 50)],
+        prices=[extra_monthly],
+    )
+
+
+def seed_subscriptions(tenant: Tenant) -> None:
+    """Ada pays 3 seats by card, Acme 10 seats by invoice with the storage add-on, Kenji tries."""
+    from subscriptions import services
+    from subscriptions.models import Subscription, SubscriptionPlan
+
+    team = SubscriptionPlan.objects.for_tenant(tenant).get(code_name="team")
+    extra = SubscriptionPlan.objects.for_tenant(tenant).get(code_name="extra-storage")
+    customers = {c.reference: c for c in Customer.objects.for_tenant(tenant)}
+    subscribed = set(
+        Subscription.objects.for_tenant(tenant).values_list("customer__reference", flat=True)
+    )
+    if "cust-ada" in customers and "cust-ada" not in subscribed:
+        services.subscription_start(
+            customer=customers["cust-ada"],
+            plan=team,
+            currency="EUR",
+            schedule="month",
+            seat_number=3,
+            card_token="tok_visa",
+            deny_trial=True,
+        )
+    if "cust-acme" in customers and "cust-acme" not in subscribed:
+        acme = services.subscription_start(
+            customer=customers["cust-acme"],
+            plan=team,
+            currency="EUR",
+            schedule="year",
+            seat_number=10,
+            deny_trial=True,
+        )
+        services.subscription_item_add(
+            subscription=acme,
+            item_type="addon",
+            price=_yearly_addon_price(tenant, extra),
+            quantity=2,
+        )
+    if "cust-kenji" in customers and "cust-kenji" not in subscribed:
+        services.subscription_start_trial(
+            customer=customers["cust-kenji"], plan=team, currency="JPY", seat_number=1
+        )
+
+
+def _yearly_addon_price(tenant: Tenant, addon_plan):
+    from subscriptions.models import Price
+
+    price = addon_plan.prices.filter(currency="EUR", schedule="year").first()
+    if price is None:
+        price = Price.objects.create(
+            tenant=tenant, product=addon_plan.product, amount=5000, currency="EUR", schedule="year"
+        )
+        addon_plan.prices.add(price)
+    return price
+
+
+SECTIONS = [seed_customers, seed_catalog, seed_subscriptions]
 
 
 def seed_demo() -> tuple[Tenant, str]:

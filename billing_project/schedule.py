@@ -14,7 +14,10 @@ class DefaultJob:
 
 DEFAULT_SCHEDULE = [
     DefaultJob("Prune idempotency keys", "tenants.tasks.prune_idempotency_keys", 3600),
+    DefaultJob("Run billing", "invoicing.tasks.run_billing", 60),
+    DefaultJob("Retry failed payments", "invoicing.tasks.retry_failed_payments", 600),
     DefaultJob("Deliver webhooks", "webhooks.tasks.deliver_due_webhooks", 15),
+    DefaultJob("Evaluate usage limits", "usage.tasks.evaluate_usage_limits", 300),
 ]
 
 

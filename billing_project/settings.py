@@ -162,6 +162,11 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Without a front server (`make run`, DEBUG off) Django serves the admin's and the API docs'
+# assets itself; production serves `collectstatic`'s STATIC_ROOT from its proxy and sets this off.
+SERVE_STATIC = env.bool("SERVE_STATIC", default=not PRODUCTION)
+# bench/api.py's baseline: a bare view returning constant JSON at /bench/bare (never in production).
+BENCH_BARE_VIEW = env.bool("BENCH_BARE_VIEW", default=False) and not PRODUCTION
 
 # Request bodies above this answer 413 (the batch endpoint's 1,000 events fit comfortably).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=5 * 1024 * 1024)
@@ -196,10 +201,17 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "CancelWhenEnum": ["end-of-run", "instantly", "specific-date"],
+        "ChangeWhenEnum": ["instantly", "next-cycle"],
+    },
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "SCHEMA_PATH_PREFIX_TRIM": False,
     "SERVERS": [],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "tenants.api.schema.add_common_error_responses",
+    ],
 }
 
 # App tunables, in one namespaced dict, read through `billing_project.conf.billing_settings`.

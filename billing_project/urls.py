@@ -1,4 +1,7 @@
+from django.conf import settings
 from django.contrib import admin
+from django.contrib.staticfiles.views import serve as serve_static
+from django.http import JsonResponse
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
@@ -7,6 +10,10 @@ from tenants.api import errors
 
 api_v1 = [
     path("", include("customers.api.urls")),
+    path("", include("usage.api.urls")),
+    path("", include("subscriptions.api.urls")),
+    path("", include("invoicing.api.urls")),
+    path("", include("webhooks.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
@@ -19,6 +26,16 @@ urlpatterns = [
     re_path(r"^api/", errors.not_found_view),
     path("admin/", admin.site.urls),
 ]
+
+if settings.SERVE_STATIC:
+    urlpatterns.append(re_path(r"^static/(?P<path>.*)$", serve_static, {"insecure": True}))
+
+if settings.BENCH_BARE_VIEW:
+
+    def bench_bare_view(request):
+        return JsonResponse({"status": "ok", "items": [1, 2, 3]})
+
+    urlpatterns.append(path("bench/bare", bench_bare_view))
 
 handler400 = errors.bad_request_view
 handler403 = errors.permission_denied_view

@@ -2,10 +2,10 @@ from django.contrib import admin
 
 from customers import services
 from customers.models import Customer, Namespace
-from tenants.admin_base import TenantScopedAdmin
+from tenants.admin_base import TenantScopedAdmin, TenantScopedInlineMixin
 
 
-class NamespaceInline(admin.TabularInline):
+class NamespaceInline(TenantScopedInlineMixin, admin.TabularInline):
     model = Namespace
     extra = 0
     fields = ["name", "description", "created_at"]

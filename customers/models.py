@@ -102,3 +102,26 @@ class Namespace(TenantOwnedModel):
 
     def __str__(self) -> str:
         return self.name
+
+
+class UsageLimit(TenantOwnedModel):
+    """A spend threshold on a customer's usage cost in the current period (BillaBear semantics):
+    WARNING announces it once per period (`usage_limit.warning`), DISABLE disables the customer
+    (`usage_limit.disabled`), after which its events are refused. Evaluated by `usage.services`."""
+
+    class Action(models.TextChoices):
+        WARNING = "WARNING"
+        DISABLE = "DISABLE"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="usage_limits")
+    amount = models.BigIntegerField(help_text="Minor units of the customer's billing currency.")
+    action = models.CharField(max_length=8, choices=Action.choices)
+    # The start of the period the limit last fired in: it fires at most once per period.
+    triggered_period_start = models.DateTimeField(null=True, blank=True, editable=False)
+    triggered_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "customer"], name="usage_limit_customer_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.action} at {self.amount} for {self.customer_id}"

@@ -112,7 +112,9 @@ def namespace_create(
                 labels=labels or {},
             )
     except IntegrityError as exc:
-        _raise_on_duplicate(exc, tenant=tenant, email=None, namespace=name)
+        # Here the request's field is `name` (on customer create it is `namespace`).
+        if Namespace.objects.for_tenant(tenant).filter(name=name).exists():
+            raise ValidationError({"name": ["name is already taken"]}) from exc
         raise
 
 

@@ -2,11 +2,11 @@ from django.contrib import admin, messages
 from django.utils import timezone
 
 from tenants import services
-from tenants.admin_base import TenantScopedAdmin
+from tenants.admin_base import TenantScopedAdmin, TenantScopedInlineMixin
 from tenants.models import ApiKey, TaxRule, Tenant, TenantMembership
 
 
-class TaxRuleInline(admin.TabularInline):
+class TaxRuleInline(TenantScopedInlineMixin, admin.TabularInline):
     model = TaxRule
     extra = 0
     fields = ["country", "tax_type", "rate"]

@@ -6,13 +6,24 @@ from django.contrib import admin
 from tenants.selectors import tenants_for_user
 
 
+def _member_tenants(request):
+    if not hasattr(request, "_member_tenants"):
+        request._member_tenants = list(tenants_for_user(request.user))
+    return request._member_tenants
+
+
+def _is_member_staff(request) -> bool:
+    user = request.user
+    return user.is_active and (
+        user.is_superuser or (user.is_staff and bool(_member_tenants(request)))
+    )
+
+
 class TenantScopedAdmin(admin.ModelAdmin):
     tenant_field = "tenant"
 
     def _member_tenants(self, request):
-        if not hasattr(request, "_member_tenants"):
-            request._member_tenants = list(tenants_for_user(request.user))
-        return request._member_tenants
+        return _member_tenants(request)
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
@@ -20,11 +31,16 @@ class TenantScopedAdmin(admin.ModelAdmin):
             return queryset
         return queryset.filter(**{f"{self.tenant_field}__in": self._member_tenants(request)})
 
+    def get_list_filter(self, request):
+        # The stock filter on a foreign key offers every tenant's name; offer only those in the
+        # rows this user may see.
+        return [
+            (name, admin.RelatedOnlyFieldListFilter) if name == self.tenant_field else name
+            for name in super().get_list_filter(request)
+        ]
+
     def _is_member_staff(self, request) -> bool:
-        user = request.user
-        return user.is_active and (
-            user.is_superuser or (user.is_staff and bool(self._member_tenants(request)))
-        )
+        return _is_member_staff(request)
 
     def has_module_permission(self, request):
         return self._is_member_staff(request)
@@ -53,3 +69,21 @@ class TenantScopedAdmin(admin.ModelAdmin):
         elif any(f.name == "tenant" for f in model._meta.get_fields()):
             field.queryset = field.queryset.filter(tenant__in=self._member_tenants(request))
         return field
+
+
+class TenantScopedInlineMixin:
+    """For inlines on a `TenantScopedAdmin` page: the parent's rule (members of the tenant may view
+    and change), not Django's per-model permissions, which tenant staff are not given.
+    Subclasses may still narrow it (e.g. `has_add_permission` returning False)."""
+
+    def has_view_permission(self, request, obj=None):
+        return _is_member_staff(request)
+
+    def has_change_permission(self, request, obj=None):
+        return _is_member_staff(request)
+
+    def has_add_permission(self, request, obj=None):
+        return _is_member_staff(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return _is_member_staff(request)

@@ -19,6 +19,16 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = f"Skipped in CI, which must run everything: {report.longrepr}"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _celery_eager():
+    """Tasks run in-process unless a test starts a real worker (tests/integration)."""
+    from billing_project.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _clear_cache():
     cache.clear()

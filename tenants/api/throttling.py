@@ -30,7 +30,9 @@ class ApiKeyRateThrottle(BaseThrottle):
         )
         if usage is None or not usage["should_limit"]:
             return True
-        self._wait = usage["time_left"]
+        # django-ratelimit's window still counts at its last second (`time_left` 0), so the
+        # first instant a retry is let through is one second after it.
+        self._wait = max(usage["time_left"], 0) + 1
         return False
 
     def wait(self):

@@ -1,0 +1,280 @@
+"""API throughput benchmark (not a test): gunicorn against PostgreSQL, driven by wrk.
+
+    .venv/bin/python bench/api.py [--worker-class gthread] [--workers 2] [--threads 8]
+
+It (re)creates the dedicated database `billing_bench`, migrates it, seeds one tenant with 1,000
+customers, starts gunicorn on a free local port (with the bare baseline view enabled) and measures,
+for DURATION seconds each after a warm-up, with 16 keep-alive connections:
+  detail  GET /api/v1/customers/{id}
+  list    GET /api/v1/customers?limit=100
+  bare    GET /bench/bare (a plain Django view returning constant JSON: the ceiling)
+and prints requests/s, p50 and p99 latency and each API scenario's ratio to the bare view.
+See bench/README.md for the results and the choices behind the defaults.
+"""
+
+import argparse
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+BIN_DIR = Path(PYTHON).parent
+PG_SERVER = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
+BENCH_DB = "billing_bench"
+CUSTOMERS = 1000
+CONNECTIONS = 16
+WARM_UP_SECONDS = 3
+DURATION_SECONDS = 10
+TARGET_DETAIL_P99_MS = 30.0
+TARGET_RATIO = 0.5
+
+
+def server_environment(redis_url: str | None) -> dict:
+    environment = {
+        **os.environ,
+        "DATABASE_URL": f"{PG_SERVER}/{BENCH_DB}",
+        "DEBUG": "false",
+        "BENCH_BARE_VIEW": "1",
+        "LOG_LEVEL": "WARNING",
+        # The bench measures the API's cost, not its limiter's verdicts: a limit it never reaches
+        # (the counting itself still happens on every request).
+        "RATE_LIMIT": "1000000000/m",
+        "CONN_MAX_AGE": "600",
+    }
+    environment.pop("TEST_DATABASE_NAME", None)
+    if redis_url:
+        environment["REDIS_URL"] = redis_url
+        environment["CACHE_KEY_PREFIX"] = "bench"
+    else:
+        environment.pop("REDIS_URL", None)
+    return environment
+
+
+def recreate_database() -> None:
+    import psycopg
+
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        connection.execute(f"CREATE DATABASE {BENCH_DB}")
+
+
+def migrate_and_seed(environment: dict) -> tuple[str, list[str]]:
+    """Migrate, then seed in a child process (Django configured for the bench database);
+    returns the API key and the customer ids."""
+    subprocess.run(
+        [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=BASE_DIR,
+        env=environment,
+        check=True,
+        timeout=600,
+    )
+    seeded = subprocess.run(
+        [PYTHON, "-c", SEED_SCRIPT, str(CUSTOMERS)],
+        cwd=BASE_DIR,
+        env={**environment, "DJANGO_SETTINGS_MODULE": "billing_project.settings"},
+        check=True,
+        timeout=600,
+        capture_output=True,
+        text=True,
+    )
+    lines = seeded.stdout.split()
+    return lines[0], lines[1:]
+
+
+# Customers are bulk-inserted with their default namespaces, as customer_create would make them.
+SEED_SCRIPT = """
+import sys
+import django
+
+django.setup()
+from django.db import connection, transaction
+
+from customers.models import Customer, Namespace
+from customers.services import default_namespace_name
+from tenants.services import api_key_create, tenant_create
+
+count = int(sys.argv[1])
+with transaction.atomic():
+    tenant = tenant_create(slug="bench", name="Bench Ltd", country="DE")
+    customers = Customer.objects.bulk_create(
+        Customer(tenant=tenant, email=f"customer{n}@bench.example", name=f"Customer {n}",
+                 country="DE", city="Berlin", metadata={"plan": "pro", "n": n})
+        for n in range(count)
+    )
+    namespaces = Namespace.objects.bulk_create(
+        Namespace(tenant=tenant, customer=c, name=default_namespace_name(c)) for c in customers
+    )
+    for customer, namespace in zip(customers, namespaces, strict=True):
+        customer.default_namespace = namespace
+    Customer.objects.bulk_update(customers, ["default_namespace"], batch_size=500)
+with connection.cursor() as cursor:
+    cursor.execute("ANALYZE")  # planner statistics for the bulk-inserted rows
+print(api_key_create(tenant=tenant, name="bench").clear_key)
+print("\\n".join(str(c.pk) for c in customers))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_gunicorn(args, environment: dict, port: int) -> subprocess.Popen:
+    command = [
+        str(BIN_DIR / "gunicorn"),
+        "billing_project.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(args.workers),
+        "--worker-class",
+        args.worker_class,
+        "--keep-alive",
+        "30",
+        "--log-level",
+        "warning",
+    ]
+    if args.worker_class == "gthread":
+        command += ["--threads", str(args.threads)]
+    server = subprocess.Popen(command, cwd=BASE_DIR, env=environment, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/bench/bare", timeout=2):
+                return server
+        except OSError:
+            if server.poll() is not None:
+                raise SystemExit("gunicorn exited during start-up") from None
+            time.sleep(0.2)
+    stop(server)
+    raise SystemExit("gunicorn did not answer within 30 s")
+
+
+def stop(server: subprocess.Popen) -> None:
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=5)
+
+
+# wrk picks a random customer per request, so the detail scenario is not one cached row.
+WRK_SCRIPT = """
+ids = {%s}
+math.randomseed(42)
+request = function()
+  return wrk.format("GET", "/api/v1/customers/" .. ids[math.random(#ids)], headers)
+end
+init = function(args) headers = {["X-BILLING-API-KEY"] = "%s"} end
+"""
+
+
+def _milliseconds(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(url: str, *, api_key: str | None, script: Path | None, seconds: int) -> dict:
+    command = ["wrk", "-t", "2", "-c", str(CONNECTIONS), "-d", f"{seconds}s", "--latency"]
+    command += ["--timeout", "5s"]
+    if api_key:
+        command += ["-H", f"X-BILLING-API-KEY: {api_key}"]
+    if script:
+        command += ["-s", str(script)]
+    output = subprocess.run(
+        [*command, url], capture_output=True, text=True, check=True, timeout=seconds + 30
+    ).stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(r"Socket errors: (.*)", output)
+    if errors or socket_errors:
+        raise SystemExit(f"wrk saw failures; not a valid measurement:\n{output}")
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "p50": _milliseconds(re.search(r"\s50%\s+(\S+)", output).group(1)),
+        "p99": _milliseconds(re.search(r"\s99%\s+(\S+)", output).group(1)),
+        "requests": int(re.search(r"(\d+) requests in", output).group(1)),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--worker-class", choices=["sync", "gthread"], default="gthread")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--seconds", type=int, default=DURATION_SECONDS)
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/2"),
+        help="cache for the rate-limit counters, as in production ('' for the in-process cache)",
+    )
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is needed: apt-get install wrk")
+
+    environment = server_environment(args.redis_url or None)
+    started = time.monotonic()
+    recreate_database()
+    api_key, customer_ids = migrate_and_seed(environment)
+    print(f"Seeded {len(customer_ids)} customers in {time.monotonic() - started:.1f} s.")
+
+    script = BASE_DIR / "var" / "bench_detail.lua"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    sample = random.Random(7).sample(customer_ids, 200)
+    script.write_text(WRK_SCRIPT % (", ".join(f'"{i}"' for i in sample), api_key))
+
+    port = free_port()
+    server = start_gunicorn(args, environment, port)
+    base = f"http://127.0.0.1:{port}"
+    scenarios = {
+        "detail": (f"{base}/api/v1/customers/{customer_ids[0]}", api_key, script),
+        "list": (f"{base}/api/v1/customers?limit=100", api_key, None),
+        "bare": (f"{base}/bench/bare", None, None),
+    }
+    results = {}
+    try:
+        for name, (url, key, lua) in scenarios.items():
+            run_wrk(url, api_key=key, script=lua, seconds=WARM_UP_SECONDS)
+            results[name] = run_wrk(url, api_key=key, script=lua, seconds=args.seconds)
+    finally:
+        stop(server)
+        script.unlink(missing_ok=True)
+
+    threads = f", {args.threads} threads" if args.worker_class == "gthread" else ""
+    print(
+        f"gunicorn {args.worker_class}, {args.workers} workers{threads}; {CONNECTIONS} "
+        f"keep-alive connections (wrk); {args.seconds} s per scenario after "
+        f"{WARM_UP_SECONDS} s warm-up; PostgreSQL {BENCH_DB}; cache "
+        f"{'Redis' if args.redis_url else 'in-process'}; {os.cpu_count()} CPUs"
+    )
+    print(f"{'scenario':<8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs bare':>8}")
+    bare_rps = results["bare"]["rps"]
+    for name, result in results.items():
+        ratio = result["rps"] / bare_rps
+        print(
+            f"{name:<8} {result['rps']:>9.0f} {result['p50']:>8.2f} {result['p99']:>8.2f} "
+            f"{ratio:>8.2f}"
+        )
+    detail_ok = results["detail"]["p99"] <= TARGET_DETAIL_P99_MS
+    ratio_ok = all(results[n]["rps"] / bare_rps >= TARGET_RATIO for n in ("detail", "list"))
+    verdict = {True: "met", False: "MISSED"}
+    print(
+        f"targets: detail p99 <= {TARGET_DETAIL_P99_MS:.0f} ms: {verdict[detail_ok]}; "
+        f"API/bare ratio >= {TARGET_RATIO}: {verdict[ratio_ok]}"
+    )
+    return 0 if detail_ok and ratio_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

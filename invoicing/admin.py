@@ -1,0 +1,183 @@
+from django.contrib import admin, messages
+from django.http import HttpResponse
+from rest_framework.exceptions import APIException, ValidationError
+
+from invoicing import pdf, services
+from invoicing.models import Invoice, InvoiceLine, Payment, PaymentMethod, Refund
+from tenants.admin_base import TenantScopedAdmin
+
+
+class InvoiceLineInline(admin.TabularInline):
+    model = InvoiceLine
+    extra = 0
+    can_delete = False
+    fields = [
+        "description",
+        "kind",
+        "quantity",
+        "unit_price",
+        "sub_total",
+        "tax_rate",
+        "tax_total",
+        "total",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+def _error_text(error: APIException) -> str:
+    detail = error.detail
+    if isinstance(detail, dict):
+        return "; ".join(str(m) for messages_ in detail.values() for m in messages_)
+    return str(detail)
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(TenantScopedAdmin):
+    list_display = [
+        "number",
+        "customer",
+        "status",
+        "total",
+        "currency",
+        "billing_reason",
+        "finalised_at",
+        "due_date",
+        "tenant",
+    ]
+    list_filter = ["status", "billing_reason", "tenant"]
+    search_fields = ["number", "customer__email", "id"]
+    list_select_related = ["customer", "tenant"]
+    inlines = [InvoiceLineInline]
+    actions = ["void_invoices", "mark_invoices_paid", "download_pdf"]
+    # Issued invoices are immutable documents: corrections are new documents.
+    readonly_fields = [f.name for f in Invoice._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def _each(self, request, queryset, service, done: str):
+        count = 0
+        for invoice in queryset:
+            try:
+                service(invoice=invoice)
+                count += 1
+            except APIException as error:
+                self.message_user(request, f"{invoice}: {_error_text(error)}", messages.ERROR)
+        self.message_user(request, f"{count} invoice(s) {done}.")
+
+    @admin.action(description="Void selected invoices")
+    def void_invoices(self, request, queryset):
+        self._each(request, queryset, services.invoice_void, "voided")
+
+    @admin.action(description="Mark selected invoices paid")
+    def mark_invoices_paid(self, request, queryset):
+        self._each(request, queryset, services.invoice_mark_paid, "marked paid")
+
+    @admin.action(description="Download PDF (first selected invoice)")
+    def download_pdf(self, request, queryset):
+        invoice = queryset.first()
+        response = HttpResponse(pdf.invoice_pdf(invoice), content_type="application/pdf")
+        response["Content-Disposition"] = f'attachment; filename="{invoice.number}.pdf"'
+        return response
+
+
+@admin.register(Payment)
+class PaymentAdmin(TenantScopedAdmin):
+    list_display = [
+        "id",
+        "customer",
+        "amount",
+        "refunded_amount",
+        "currency",
+        "status",
+        "failure_reason",
+        "created_at",
+        "tenant",
+    ]
+    list_filter = ["status", "failure_reason", "tenant"]
+    search_fields = ["id", "customer__email", "invoice__number", "external_reference"]
+    list_select_related = ["customer", "tenant"]
+    readonly_fields = [f.name for f in Payment._meta.fields]
+    actions = ["refund_payments"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Refund selected payments (amount in the 'q' box; empty = all left)")
+    def refund_payments(self, request, queryset):
+        # Staff type the amount in minor units into the changelist's search box before running.
+        raw = (request.POST.get("refund_amount") or request.GET.get("q") or "").strip()
+        for payment in queryset:
+            amount = int(raw) if raw.isdigit() else services.payment_refundable_amount(payment)
+            try:
+                services.refund_create(
+                    payment=payment,
+                    amount=amount,
+                    reason="Refunded by staff",
+                    billing_admin=request.user.get_username(),
+                )
+                self.message_user(request, f"Refunded {amount} {payment.currency} of {payment.pk}.")
+            except ValidationError as error:
+                self.message_user(request, f"{payment.pk}: {_error_text(error)}", messages.ERROR)
+
+
+@admin.register(Refund)
+class RefundAdmin(TenantScopedAdmin):
+    list_display = [
+        "id",
+        "payment",
+        "customer",
+        "amount",
+        "currency",
+        "status",
+        "billing_admin",
+        "created_at",
+        "tenant",
+    ]
+    list_filter = ["status", "tenant"]
+    search_fields = ["id", "customer__email", "payment__id"]
+    readonly_fields = [f.name for f in Refund._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(PaymentMethod)
+class PaymentMethodAdmin(TenantScopedAdmin):
+    list_display = [
+        "name",
+        "customer",
+        "brand",
+        "last_four",
+        "default",
+        "role",
+        "deleted_at",
+        "tenant",
+    ]
+    list_filter = ["brand", "role", "default", "tenant"]
+    search_fields = ["customer__email", "last_four", "id"]
+    exclude = ["gateway_reference"]
+    readonly_fields = [
+        "customer",
+        "brand",
+        "last_four",
+        "expiry_month",
+        "expiry_year",
+        "deleted_at",
+        "namespace",
+    ]
+
+    def has_add_permission(self, request):
+        return False

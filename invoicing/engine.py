@@ -1,0 +1,486 @@
+"""The billing engine: one pass of the billing clock (trial ends, scheduled cancellations,
+renewals with their invoices and charges, dunning retries). Safe to run in any number of
+processes at once and twice for the same instant: due rows are claimed with SKIP LOCKED, each
+batch is one transaction, and the database allows one invoice per subscription period."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import logging
+from dataclasses import dataclass, field
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billing_project import billing_math
+from customers.models import Customer
+from invoicing import services
+from invoicing.bulk import rows_update
+from invoicing.models import PERIOD_BILLING_REASONS, Invoice, Payment, PaymentMethod
+from subscriptions.models import Subscription, SubscriptionItem
+from tenants.models import Tenant
+from webhooks.services import emit_many
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+MAX_BATCH_COLLISIONS = 5
+# What renewals pick up (subscriptions.services.BILLABLE_STATUSES, restated so that this module
+# does not depend on the order SUBS's services import in).
+BILLABLE_STATUSES = ("active", "pending_cancel", "overdue_payment_open")
+
+
+@dataclass
+class BillingRunReport:
+    at: dt.datetime
+    trials_ended: int = 0
+    cancellations: int = 0
+    changes_applied: int = 0
+    renewals: int = 0
+    invoices: int = 0
+    charges: int = 0
+    charges_failed: int = 0
+    dunning_retries: int = 0
+    set_aside: list[tuple[str, str]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"Billing run at {self.at.isoformat()}: {self.renewals} renewals, "
+            f"{self.invoices} invoices, {self.charges} charges ({self.charges_failed} failed), "
+            f"{self.dunning_retries} dunning retries, {self.trials_ended} trials ended, "
+            f"{self.cancellations} cancellations, {self.changes_applied} changes applied, "
+            f"{len(self.set_aside)} set aside"
+        )
+
+
+def _subscriptions_hook(name: str):
+    from subscriptions import services as subscription_services
+
+    return getattr(subscription_services, name, None)
+
+
+def _usage_hook(name: str):
+    for module_name in ("usage.selectors", "usage.services"):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError:
+            continue
+        if hasattr(module, name):
+            return getattr(module, name)
+    return None
+
+
+def billing_run(*, at: dt.datetime | None = None, batch_size: int = BATCH_SIZE) -> BillingRunReport:
+    report = BillingRunReport(at=at or timezone.now())
+    trials_end(at=report.at, report=report)
+    cancellations_apply(at=report.at, report=report)
+    renewals_run(at=report.at, report=report, batch_size=batch_size)
+    dunning_run(at=report.at, report=report, batch_size=batch_size)
+    logger.info(report.summary())
+    return report
+
+
+# --- Trials and scheduled cancellations (rare: one by one, each in its own transaction) -------
+
+
+def trials_end(*, at: dt.datetime, report: BillingRunReport) -> None:
+    end_trial = _subscriptions_hook("subscription_end_trial")
+    if end_trial is None:
+        return
+    due = Subscription.objects.filter(status="trial_active", trial_ends_at__lte=at).order_by("id")
+    for subscription in due.iterator():
+        try:
+            # It issues the first invoice and charges after its own commit, so no transaction here.
+            end_trial(subscription=subscription, at=at)
+            report.trials_ended += 1
+        except Exception as error:
+            _set_aside(report, subscription, error)
+
+
+def cancellations_apply(*, at: dt.datetime, report: BillingRunReport) -> None:
+    apply = _subscriptions_hook("subscription_apply_scheduled_cancellation")
+    if apply is None:
+        return
+    due = Subscription.objects.filter(
+        status__in=BILLABLE_STATUSES, cancel_at__isnull=False, cancel_at__lte=at
+    ).order_by("id")
+    for pk in list(due.values_list("pk", flat=True)):
+        try:
+            with transaction.atomic():
+                subscription = (
+                    Subscription.objects.select_for_update(skip_locked=True)
+                    .filter(pk=pk, status__in=BILLABLE_STATUSES, cancel_at__lte=at)
+                    .first()
+                )
+                if subscription is not None:
+                    apply(subscription=subscription, at=at)
+                    report.cancellations += 1
+        except Exception as error:
+            _set_aside(report, Subscription(pk=pk), error)
+
+
+def _set_aside(report: BillingRunReport, subscription, error: Exception) -> None:
+    logger.exception("Subscription %s set aside by the billing run: %s", subscription.pk, error)
+    report.set_aside.append((str(subscription.pk), f"{type(error).__name__}: {error}"))
+
+
+# --- Renewals --------------------------------------------------------------------------------
+
+
+def _fallback_renewal_lines(subscription, items, period_start, period_end) -> list:
+    """Plan and add-on fees in advance, when subscriptions offers no renewal_lines."""
+    lines = []
+    for item in items:
+        if item.item_type not in ("plan", "addon"):
+            continue
+        if item.active_from and item.active_from > period_start:
+            continue
+        if item.active_to and item.active_to <= period_start:
+            continue
+        amount = billing_math.round_minor(item.unit_price * item.quantity, subscription.currency)
+        lines.append(
+            services.LineDraft(
+                description=f"{item.product.name} x {item.quantity}",
+                kind="subscription",
+                amount=amount,
+                quantity=item.quantity,
+                unit_price=item.unit_price,
+                tax_type=item.product.tax_type,
+                including_tax=item.price.including_tax,
+                period_start=period_start,
+                period_end=period_end,
+                subscription_item_id=item.pk,
+            )
+        )
+    return lines
+
+
+def _renewal_lines(subscriptions, periods: dict, report) -> dict:
+    """Fixed fees of each subscription's new period, keyed by subscription id; a subscription
+    whose lines cannot be computed is left out (and set aside)."""
+    many = _subscriptions_hook("renewal_lines_many")
+    if many is not None:
+        return many(subscriptions, periods)
+    one = _subscriptions_hook("renewal_lines")
+    lines = {}
+    if one is not None:
+        for subscription in subscriptions:
+            try:
+                with transaction.atomic():
+                    lines[subscription.pk] = one(subscription, *periods[subscription.pk])
+            except Exception as error:
+                _set_aside(report, subscription, error)
+        return lines
+    items: dict = {}
+    for item in SubscriptionItem.objects.filter(
+        subscription_id__in=[s.pk for s in subscriptions]
+    ).select_related("product", "price"):
+        items.setdefault(item.subscription_id, []).append(item)
+    for subscription in subscriptions:
+        try:
+            lines[subscription.pk] = _fallback_renewal_lines(
+                subscription, items.get(subscription.pk, []), *periods[subscription.pk]
+            )
+        except Exception as error:
+            _set_aside(report, subscription, error)
+    return lines
+
+
+def _payment_methods_for(subscriptions) -> dict:
+    """The card each subscription is charged with: its own, else its customer's default, else
+    the customer's newest (one query for the batch)."""
+    by_customer: dict = {}
+    wanted = {s.customer_id for s in subscriptions}
+    methods = (
+        PaymentMethod.objects.filter(deleted_at__isnull=True)
+        .filter(customer_id__in=wanted)
+        .order_by("customer_id", "-default", "-id")
+    )
+    by_id = {}
+    for method in methods:
+        by_customer.setdefault(method.customer_id, method)
+        by_id[method.pk] = method
+    return {
+        s.pk: by_id.get(getattr(s, "payment_method_id", None)) or by_customer.get(s.customer_id)
+        for s in subscriptions
+    }
+
+
+def _claim_due_batch(at: dt.datetime, batch_size: int, skip: set) -> list:
+    return list(
+        Subscription.objects.select_for_update(skip_locked=True, of=("self",))
+        .select_related("customer")
+        .filter(status__in=BILLABLE_STATUSES, valid_until__lte=at)
+        .exclude(pk__in=skip)
+        .order_by("valid_until", "id")[:batch_size]
+    )
+
+
+def renewals_run(*, at: dt.datetime, report: BillingRunReport, batch_size: int) -> None:
+    skip: set = set()
+    collisions = 0
+    while True:
+        try:
+            with transaction.atomic():
+                subscriptions = _claim_due_batch(at, batch_size, skip)
+                if not subscriptions:
+                    return
+                payments, failed_without_card = _renew_batch(subscriptions, at, report, skip)
+        except IntegrityError:
+            # Another run invoiced one of these periods between our claim and our insert; the
+            # batch rolled back whole and is retried, now seeing those invoices.
+            collisions += 1
+            if collisions > MAX_BATCH_COLLISIONS:
+                raise
+            logger.warning("Renewal batch collided with a concurrent run; retrying it")
+            continue
+        report.charges += len(payments)
+        services.payments_charge_many(payments=payments, at=at)
+        failed = [p.invoice_id for p in payments if p.status == Payment.Status.FAILED]
+        report.charges_failed += len(failed) + len(failed_without_card)
+        dunning_after_failure(invoice_ids=failed + failed_without_card, at=at)
+
+
+def _renew_batch(subscriptions, at, report, skip) -> tuple[list[Payment], list]:
+    """Inside the batch's transaction: invoice the next period of each claimed subscription,
+    advance it, and claim the charges of card customers. Returns (payments to charge, ids of
+    card invoices that have no card to charge)."""
+    apply_change = _subscriptions_hook("subscription_apply_pending_change")
+    cancel = _subscriptions_hook("subscription_apply_scheduled_cancellation")
+    renewable = []
+    for subscription in subscriptions:
+        try:
+            if subscription.cancel_at and subscription.cancel_at <= at and cancel is not None:
+                with transaction.atomic():
+                    cancel(subscription=subscription, at=at)
+                report.cancellations += 1
+                continue
+            if subscription.pending_change and apply_change is not None:
+                with transaction.atomic():
+                    apply_change(subscription=subscription)
+                subscription.refresh_from_db()
+                report.changes_applied += 1
+            renewable.append(subscription)
+        except Exception as error:
+            skip.add(subscription.pk)
+            _set_aside(report, subscription, error)
+
+    periods = {}
+    for subscription in list(renewable):
+        try:
+            periods[subscription.pk] = billing_math.period_bounds(
+                subscription.anchor, subscription.schedule, subscription.period_index + 1
+            )
+        except (ValueError, TypeError) as error:
+            skip.add(subscription.pk)
+            renewable.remove(subscription)
+            _set_aside(report, subscription, error)
+    already = set(
+        Invoice.objects.filter(
+            subscription_id__in=[s.pk for s in renewable],
+            billing_reason__in=PERIOD_BILLING_REASONS,
+        )
+        .filter(period_start__in={start for start, _ in periods.values()})
+        .values_list("subscription_id", "period_start")
+    )
+    lines = _renewal_lines(renewable, periods, report)
+    # Usage of the period that just closed is billed in arrears on the same invoice.
+    closed = {s.pk: (s.current_period_start, s.valid_until) for s in renewable}
+    usage_lines_many = _usage_hook("usage_lines_many")
+    usage_lines = (
+        usage_lines_many(subscriptions=renewable, periods=closed) if usage_lines_many else {}
+    )
+    pending = services.pending_lines_for_update(s.pk for s in renewable)
+    voucher_customers = _customers_with_vouchers({s.customer_id for s in renewable})
+    methods = _payment_methods_for(renewable)
+    tenants = Tenant.objects.in_bulk({s.tenant_id for s in renewable})
+    assemblers = {pk: services.InvoiceAssembler(tenant, at) for pk, tenant in tenants.items()}
+
+    assembled_by_tenant: dict = {}
+    advanced, payments, no_card, renewed_events = [], [], [], {}
+    for subscription in renewable:
+        if subscription.pk not in lines:
+            skip.add(subscription.pk)
+            continue
+        start, end = periods[subscription.pk]
+        if (subscription.pk, start) not in already:
+            try:
+                vouchers = []
+                if subscription.customer_id in voucher_customers:
+                    with transaction.atomic():
+                        vouchers = services._voucher_lines(
+                            subscription.customer, subscription.currency
+                        )
+                item = assemblers[subscription.tenant_id].assemble(
+                    customer=subscription.customer,
+                    currency=subscription.currency,
+                    drafts=[*lines[subscription.pk], *usage_lines.get(subscription.pk, [])],
+                    pending_lines=pending.get(subscription.pk, []),
+                    vouchers=vouchers,
+                    subscription=subscription,
+                    period_start=start,
+                    period_end=end,
+                    billing_reason="renewal",
+                )
+            except Exception as error:
+                skip.add(subscription.pk)
+                _set_aside(report, subscription, error)
+                continue
+            invoice = item.invoice
+            if (
+                subscription.customer.billing_type == Customer.BillingType.CARD
+                and invoice.status == Invoice.Status.OPEN
+            ):
+                method = methods.get(subscription.pk)
+                invoice.attempt_count = 1
+                if method is None:
+                    no_card.append(invoice.pk)
+                else:
+                    payments.append(
+                        Payment(
+                            tenant_id=invoice.tenant_id,
+                            invoice=invoice,
+                            customer_id=invoice.customer_id,
+                            amount=invoice.amount_due,
+                            currency=invoice.currency,
+                            payment_method=method,
+                            idempotency_key=str(invoice.pk),
+                            created_at=at,
+                        )
+                    )
+            assembled_by_tenant.setdefault(subscription.tenant_id, []).append(item)
+        subscription.period_index += 1
+        subscription.current_period_start, subscription.valid_until = start, end
+        subscription.updated_at = at
+        advanced.append(subscription)
+        renewed_events.setdefault(subscription.tenant_id, []).append(
+            (
+                "subscription.renewed",
+                {
+                    "id": subscription.pk,
+                    "customer": subscription.customer_id,
+                    "current_period_start": start,
+                    "valid_until": end,
+                    "period_index": subscription.period_index,
+                },
+            )
+        )
+
+    for tenant_id, assembled in assembled_by_tenant.items():
+        report.invoices += len(
+            services.invoices_persist(tenant=tenants[tenant_id], assembled=assembled)
+        )
+    Payment.objects.bulk_create(payments)
+    rows_update(
+        Subscription,
+        advanced,
+        ["period_index", "current_period_start", "valid_until", "updated_at"],
+    )
+    for tenant_id, events in renewed_events.items():
+        emit_many(tenant=tenants[tenant_id], events=events)
+    report.renewals += len(advanced)
+    return payments, no_card
+
+
+def _customers_with_vouchers(customer_ids: set) -> set:
+    from subscriptions.models import VoucherRedemption
+
+    if _subscriptions_hook("voucher_redemptions_consume") is None:
+        return set()
+    return set(
+        VoucherRedemption.objects.filter(customer_id__in=customer_ids, active=True).values_list(
+            "customer_id", flat=True
+        )
+    )
+
+
+# --- Dunning ---------------------------------------------------------------------------------
+
+
+def dunning_after_failure(*, invoice_ids: list, at: dt.datetime) -> None:
+    """After failed charges of subscription invoices: schedule the next retry per the tenant's
+    `dunning_retry_days` (days after the invoice was finalised) and put the subscription in
+    overdue_payment_open; when the retries are used up, disable or cancel it per
+    `dunning_final_action`."""
+    if not invoice_ids:
+        return
+    set_overdue = _subscriptions_hook("subscription_set_overdue")
+    invoices = Invoice.objects.filter(
+        pk__in=invoice_ids, status=Invoice.Status.OPEN, subscription__isnull=False
+    ).select_related("tenant", "subscription")
+    for invoice in invoices:
+        retry_days = list(invoice.tenant.dunning_retry_days or [])
+        # attempt_count counts the first charge too: attempt k failed -> retry k is next.
+        retries_done = max(invoice.attempt_count - 1, 0)
+        with transaction.atomic():
+            if retries_done < len(retry_days):
+                base = invoice.finalised_at or at
+                invoice.next_attempt_at = base + dt.timedelta(days=int(retry_days[retries_done]))
+                invoice.save(update_fields=["next_attempt_at"])
+                if set_overdue is not None and invoice.subscription.status in (
+                    "active",
+                    "pending_cancel",
+                ):
+                    set_overdue(subscription=invoice.subscription)
+            else:
+                invoice.next_attempt_at = None
+                invoice.save(update_fields=["next_attempt_at"])
+                _dunning_final_action(invoice, at)
+
+
+def _dunning_final_action(invoice: Invoice, at: dt.datetime) -> None:
+    subscription = invoice.subscription
+    if invoice.tenant.dunning_final_action == "cancel":
+        cancel = _subscriptions_hook("subscription_cancel_for_nonpayment")
+        if cancel is not None:
+            cancel(subscription=subscription, at=at)
+            return
+    else:
+        disable = _subscriptions_hook("subscription_disable_for_nonpayment")
+        if disable is not None:
+            disable(subscription=subscription)
+            return
+    set_overdue = _subscriptions_hook("subscription_set_overdue")
+    if set_overdue is not None and subscription.status in ("active", "pending_cancel"):
+        set_overdue(subscription=subscription)
+
+
+def dunning_run(*, at: dt.datetime, report: BillingRunReport, batch_size: int) -> None:
+    """Retry the charges that are due, claiming each invoice's retry under SKIP LOCKED."""
+    while True:
+        with transaction.atomic():
+            invoices = list(
+                Invoice.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("subscription", "customer")
+                .filter(
+                    status=Invoice.Status.OPEN,
+                    next_attempt_at__isnull=False,
+                    next_attempt_at__lte=at,
+                )
+                .order_by("next_attempt_at", "id")[:batch_size]
+            )
+            if not invoices:
+                return
+            methods = _payment_methods_for([i.subscription for i in invoices])
+            payments, no_card = [], []
+            for invoice in invoices:
+                invoice.next_attempt_at = None
+                invoice.save(update_fields=["next_attempt_at"])
+                method = methods.get(invoice.subscription_id)
+                if method is None:
+                    invoice.attempt_count += 1
+                    invoice.save(update_fields=["attempt_count"])
+                    no_card.append(invoice.pk)
+                    continue
+                payments.append(services.payment_claim(invoice=invoice, payment_method=method))
+        report.dunning_retries += len(invoices)
+        services.payments_charge_many(payments=payments, at=at)
+        for payment, invoice in ((p, p.invoice) for p in payments):
+            if payment.status == Payment.Status.COMPLETED:
+                recovered = _subscriptions_hook("subscription_payment_recovered")
+                if recovered is not None:
+                    recovered(subscription=invoice.subscription)
+        failed = [p.invoice_id for p in payments if p.status == Payment.Status.FAILED]
+        report.charges_failed += len(failed) + len(no_card)
+        dunning_after_failure(invoice_ids=failed + no_card, at=at)

@@ -1,0 +1,74 @@
+"""Factories for invoicing tests: a catalog, a subscription made directly from models (so these
+tests do not depend on the lifecycle services), payment methods and issued invoices."""
+
+import datetime as dt
+from decimal import Decimal
+
+from billing_project import billing_math
+from invoicing import services
+from invoicing.services import LineDraft
+from subscriptions.models import Price, Product, Subscription, SubscriptionItem, SubscriptionPlan
+from tests.factories import CustomerFactory
+
+UTC = dt.UTC
+
+
+def make_customer(tenant, **fields):
+    return CustomerFactory(tenant=tenant, **fields)
+
+
+def make_card(customer, token: str = "tok_visa"):
+    return services.payment_method_from_card_token(customer=customer, card_token=token)
+
+
+def make_plan(tenant, *, amount=1000, currency="EUR", schedule="month", name="Pro"):
+    product = Product.objects.create(tenant=tenant, name=name)
+    price = Price.objects.create(
+        tenant=tenant, product=product, amount=amount, currency=currency, schedule=schedule
+    )
+    plan = SubscriptionPlan.objects.create(
+        tenant=tenant, name=name, code_name=f"{name.lower()}-{price.pk.hex[-6:]}", product=product
+    )
+    plan.prices.add(price)
+    return plan, price
+
+
+def make_subscription(customer, *, anchor, amount=1000, seats=1, schedule="month", **fields):
+    """An active subscription in its first period (already invoiced), due at the end of it."""
+    plan, price = make_plan(customer.tenant, amount=amount, schedule=schedule)
+    start, end = billing_math.period_bounds(anchor, schedule, 0)
+    subscription = Subscription.objects.create(
+        tenant=customer.tenant,
+        customer=customer,
+        plan=plan,
+        price=price,
+        seat_number=seats,
+        schedule=schedule,
+        currency=price.currency,
+        anchor=anchor,
+        period_index=0,
+        current_period_start=start,
+        valid_until=end,
+        started_at=anchor,
+        **fields,
+    )
+    SubscriptionItem.objects.create(
+        tenant=customer.tenant,
+        subscription=subscription,
+        item_type="plan",
+        product=plan.product,
+        price=price,
+        quantity=seats,
+        unit_price=Decimal(amount),
+    )
+    return subscription
+
+
+def issue_invoice(customer, amounts=(1000,), *, currency="EUR", at=None, **line_fields):
+    lines = [
+        LineDraft(description=f"Item {i + 1}", kind="one_off", amount=amount, **line_fields)
+        for i, amount in enumerate(amounts)
+    ]
+    return services.invoice_issue(
+        customer=customer, currency=currency, lines=lines, billing_reason="manual", at=at
+    )
