@@ -58,6 +58,8 @@ def seed(count: int):
     subscriptions whose first period ends at DUE_AT."""
     from decimal import Decimal
 
+    from django.core.management import call_command
+
     from customers.models import Customer
     from invoicing.gateways import get_gateway
     from invoicing.models import PaymentMethod
@@ -69,8 +71,6 @@ def seed(count: int):
         SubscriptionPlan,
     )
     from tenants.models import Tenant
-
-    from django.core.management import call_command
 
     # The benchmark's own database: start from empty tables every time.
     call_command("flush", interactive=False, verbosity=0)

@@ -182,7 +182,90 @@ def _yearly_addon_price(tenant: Tenant, addon_plan):
     return price
 
 
-SECTIONS = [seed_customers, seed_catalog, seed_subscriptions]
+def seed_usage(tenant: Tenant) -> None:
+    """Metered usage for `make run`'s cost estimates: Ada's subscription also bills storage by
+    seed-002 steps, and a month of API calls and storage readings arrives through the batch
+    ingestion path (1,000 events a statement)."""
+    import datetime as dt
+    import random
+
+    from django.utils import timezone
+
+    from subscriptions import services as subscription_services
+    from subscriptions.models import Metric, Price, Subscription
+    from usage.models import UsageEvent
+    from usage.services import events_ingest
+
+    if UsageEvent.objects.for_tenant(tenant).exists():
+        return
+    ada = (
+        Subscription.objects.for_tenant(tenant)
+        .filter(customer__reference="cust-ada", status="active")
+        .select_related("customer", "price__product")
+        .first()
+    )
+    if ada is None:
+        return
+    storage, _ = Metric.objects.get_or_create(
+        tenant=tenant,
+        code="storage_gb",
+        defaults={"name": "Storage", "aggregation_method": "max", "unit_name": "GB"},
+    )
+    storage_price = Price.objects.create(
+        tenant=tenant,
+        product=ada.price.product,
+        amount=0,
+        currency="EUR",
+        schedule="month",
+        type=Price.Type.PER_UNIT,
+        usage=True,
+        metric=storage,
+    )
+    item = subscription_services.subscription_item_add(
+        subscription=ada, item_type="usage", price=storage_price
+    )
+    subscription_services.subscription_item_update(
+        item=item,
+        calc_rule_type="stepped",
+        pricing={
+            "steps": [
+                {"threshold": "0", "money_value": "0"},
+                {"threshold": "10", "money_value": "12.5"},
+                {"threshold": "100", "money_value": "8"},
+            ]
+        },
+        description="Storage (first 10 GB free)",
+    )
+    rng = random.Random(42)
+    now = timezone.now().replace(minute=0, second=0, microsecond=0)
+    events = []
+    for hour in range(30 * 24, 0, -1):
+        at = now - dt.timedelta(hours=hour)
+        for n in range(rng.randint(20, 60)):
+            events.append(
+                {
+                    "event_id": f"demo-calls-{hour}-{n}",
+                    "customer": "cust-ada",
+                    "code": "api_calls",
+                    "timestamp": (at + dt.timedelta(seconds=n * 37)).isoformat(),
+                    "properties": {"endpoint": rng.choice(["/v1/files", "/v1/search", "/v1/users"])},
+                }
+            )
+        if hour % 6 == 0:
+            events.append(
+                {
+                    "event_id": f"demo-storage-{hour}",
+                    "customer": "cust-ada",
+                    "code": "storage_gb",
+                    "value": round(20 + (30 * 24 - hour) / 24 + rng.random() * 3, 2),
+                    "timestamp": at.isoformat(),
+                }
+            )
+    for start in range(0, len(events), 1000):
+        events_ingest(tenant=tenant, events=events[start : start + 1000], batch=True)
+
+
+SECTIONS = [seed_customers, seed_catalog, seed_subscriptions, seed_usage]
 
 
 def seed_demo() -> tuple[Tenant, str]:

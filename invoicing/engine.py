@@ -291,6 +291,11 @@ def _renew_batch(subscriptions, at, report, skip) -> tuple[list[Payment], list]:
     usage_lines = (
         usage_lines_many(subscriptions=renewable, periods=closed) if usage_lines_many else {}
     )
+    # Commitments of metered items are billed in advance for the new period (USAGE).
+    commit_lines_many = _usage_hook("commit_lines_many")
+    commit_lines = (
+        commit_lines_many(subscriptions=renewable, periods=periods) if commit_lines_many else {}
+    )
     pending = services.pending_lines_for_update(s.pk for s in renewable)
     voucher_customers = _customers_with_vouchers({s.customer_id for s in renewable})
     methods = _payment_methods_for(renewable)
@@ -315,7 +320,11 @@ def _renew_batch(subscriptions, at, report, skip) -> tuple[list[Payment], list]:
                 item = assemblers[subscription.tenant_id].assemble(
                     customer=subscription.customer,
                     currency=subscription.currency,
-                    drafts=[*lines[subscription.pk], *usage_lines.get(subscription.pk, [])],
+                    drafts=[
+                        *lines[subscription.pk],
+                        *usage_lines.get(subscription.pk, []),
+                        *commit_lines.get(subscription.pk, []),
+                    ],
                     pending_lines=pending.get(subscription.pk, []),
                     vouchers=vouchers,
                     subscription=subscription,
@@ -370,6 +379,18 @@ def _renew_batch(subscriptions, at, report, skip) -> tuple[list[Payment], list]:
     for tenant_id, assembled in assembled_by_tenant.items():
         report.invoices += len(
             services.invoices_persist(tenant=tenants[tenant_id], assembled=assembled)
+        )
+    # The usage just invoiced is marked with its invoice number, in this transaction, while the
+    # subscriptions are held FOR UPDATE (ingestion cannot commit in between: USAGE).
+    mark_billed = _usage_hook("usage_mark_billed")
+    if mark_billed is not None:
+        mark_billed(
+            invoice_numbers_by_sub={
+                item.invoice.subscription_id: item.invoice.number
+                for assembled in assembled_by_tenant.values()
+                for item in assembled
+            },
+            periods=closed,
         )
     Payment.objects.bulk_create(payments)
     rows_update(
