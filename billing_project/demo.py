@@ -238,6 +238,12 @@ def seed_usage(tenant: Tenant) -> None:
     )
     rng = random.Random(42)
     now = timezone.now().replace(minute=0, second=0, microsecond=0)
+    # Ada's usage of the month before her subscription started counts (as late, unbilled usage)
+    # toward her first renewal, so that the demo's cost estimate has something to show.
+    for metered in ada.items.filter(item_type="usage"):
+        subscription_services.subscription_item_update(
+            item=metered, active_from=now - dt.timedelta(days=31)
+        )
     events = []
     for hour in range(30 * 24, 0, -1):
         at = now - dt.timedelta(hours=hour)
@@ -248,7 +254,9 @@ def seed_usage(tenant: Tenant) -> None:
                     "customer": "cust-ada",
                     "code": "api_calls",
                     "timestamp": (at + dt.timedelta(seconds=n * 37)).isoformat(),
-                    "properties": {"endpoint": rng.choice(["/v1/files", "/v1/search", "/v1/users"])},
+                    "properties": {
+                        "endpoint": rng.choice(["/v1/files", "/v1/search", "/v1/users"])
+                    },
                 }
             )
         if hour % 6 == 0:

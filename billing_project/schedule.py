@@ -18,6 +18,7 @@ DEFAULT_SCHEDULE = [
     DefaultJob("Retry failed payments", "invoicing.tasks.retry_failed_payments", 600),
     DefaultJob("Deliver webhooks", "webhooks.tasks.deliver_due_webhooks", 15),
     DefaultJob("Evaluate usage limits", "usage.tasks.evaluate_usage_limits", 300),
+    DefaultJob("Resume plan transitions", "quotas.tasks.resume_plan_transitions", 60),
 ]
 
 

@@ -14,6 +14,7 @@ api_v1 = [
     path("", include("subscriptions.api.urls")),
     path("", include("invoicing.api.urls")),
     path("", include("webhooks.api.urls")),
+    path("", include("quotas.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),

@@ -1,6 +1,7 @@
 """Writes for customers and namespaces. Each function owns its transaction and emits its event."""
 
 from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
@@ -133,4 +134,10 @@ def namespace_update(*, namespace: Namespace, **fields) -> Namespace:
 def namespace_delete(*, namespace: Namespace) -> None:
     if namespace.customer.default_namespace_id == namespace.id:
         raise Conflict("A customer's default namespace cannot be deleted.")
-    namespace.delete()
+    try:
+        with transaction.atomic():
+            namespace.delete()
+    except ProtectedError:
+        raise Conflict(
+            "The namespace has usage recorded against it and cannot be deleted."
+        ) from None

@@ -1,6 +1,6 @@
 """Token buckets for quota `api_limits`, in the cache: one atomic Lua script on Redis (so any
-number of web processes share a bucket), a lock-guarded read-modify-write on the local cache of
-the embedded default (one process)."""
+number of web processes share the buckets), a lock-guarded read-modify-write on the local cache
+of the embedded default (one process). A batch takes from all its buckets or from none."""
 
 from __future__ import annotations
 
@@ -9,69 +9,92 @@ import threading
 import time
 from dataclasses import dataclass
 
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 
-# KEYS[1] the bucket; ARGV: rate (tokens per second), burst (capacity), tokens wanted.
-# Answers {1, 0} when taken, {0, milliseconds until enough tokens} when refused.
+# KEYS: the buckets; ARGV[1]: now (the caller's clock, seconds); then per bucket: rate (tokens per
+# second), burst (capacity), tokens wanted. Answers {0, 0} when every bucket had enough (and took
+# them), else {index of the first short bucket, milliseconds until it has enough}.
 _TAKE_SCRIPT = """
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local wanted = tonumber(ARGV[3])
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1]) or burst
-local at = tonumber(state[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
-local taken = 0
-local wait_ms = 0
-if tokens >= wanted then
-  tokens = tokens - wanted
-  taken = 1
-else
-  wait_ms = math.ceil((wanted - tokens) / rate * 1000)
+local now = tonumber(ARGV[1])
+local levels = {}
+for i, key in ipairs(KEYS) do
+  local rate = tonumber(ARGV[i * 3 - 1])
+  local burst = tonumber(ARGV[i * 3])
+  local wanted = tonumber(ARGV[i * 3 + 1])
+  local state = redis.call('HMGET', key, 'tokens', 'at')
+  local tokens = tonumber(state[1]) or burst
+  local at = tonumber(state[2]) or now
+  -- Web processes' clocks differ slightly: time never runs backwards for a bucket.
+  local t = math.max(now, at)
+  tokens = math.min(burst, tokens + (t - at) * rate)
+  if tokens < wanted then
+    return {i, math.ceil((wanted - tokens) / rate * 1000)}
+  end
+  levels[i] = {tokens - wanted, t, math.ceil(burst / rate * 1000) + 1000}
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
-return {taken, wait_ms}
+for i, key in ipairs(KEYS) do
+  redis.call('HSET', key, 'tokens', tostring(levels[i][1]), 'at', tostring(levels[i][2]))
+  redis.call('PEXPIRE', key, levels[i][3])
+end
+return {0, 0}
 """
 
 _local_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
+class Take:
+    key: str
+    rate_per_second: float
+    burst: int
+    tokens: int
+
+
+@dataclass(frozen=True)
 class BucketAnswer:
     taken: bool
+    refused: Take | None = None
     wait_seconds: float = 0.0
 
 
 def _redis_client():
-    backend = getattr(cache, "_cache", None)
-    get_client = getattr(backend, "get_client", None)
-    if get_client is None or type(cache).__name__ != "RedisCache":
+    backend = caches["default"]
+    if not isinstance(backend, RedisCache):
         return None
-    return get_client(write=True)
+    return backend._cache.get_client(write=True)
 
 
-def bucket_take(key: str, *, rate_per_second: float, burst: int, tokens: int) -> BucketAnswer:
-    """Take `tokens` from the bucket `key` (refilled at `rate_per_second` up to `burst`)."""
+def buckets_take(takes: list[Take]) -> BucketAnswer:
+    """Take each `tokens` from its bucket (refilled at `rate_per_second` up to `burst`), all or
+    none: a refused batch spends nothing."""
+    if not takes:
+        return BucketAnswer(True)
+    now = time.time()
     client = _redis_client()
     if client is not None:
-        taken, wait_ms = client.eval(
+        arguments = [repr(now)]
+        for take in takes:
+            arguments += [repr(float(take.rate_per_second)), take.burst, take.tokens]
+        short, wait_ms = client.eval(
             _TAKE_SCRIPT,
-            1,
-            cache.make_and_validate_key(key),
-            repr(float(rate_per_second)),
-            burst,
-            tokens,
+            len(takes),
+            *[caches["default"].make_and_validate_key(take.key) for take in takes],
+            *arguments,
         )
-        return BucketAnswer(bool(taken), int(wait_ms) / 1000)
+        if short:
+            return BucketAnswer(False, takes[int(short) - 1], int(wait_ms) / 1000)
+        return BucketAnswer(True)
     with _local_lock:
-        now = time.monotonic()
-        level, at = cache.get(key) or (float(burst), now)
-        level = min(float(burst), level + max(0.0, now - at) * rate_per_second)
-        if level >= tokens:
-            cache.set(key, (level - tokens, now), timeout=math.ceil(burst / rate_per_second) + 1)
-            return BucketAnswer(True)
-        cache.set(key, (level, now), timeout=math.ceil(burst / rate_per_second) + 1)
-        return BucketAnswer(False, (tokens - level) / rate_per_second)
+        levels = []
+        for take in takes:
+            level, at = cache.get(take.key) or (float(take.burst), now)
+            moment = max(now, at)
+            level = min(float(take.burst), level + (moment - at) * take.rate_per_second)
+            if level < take.tokens:
+                return BucketAnswer(False, take, (take.tokens - level) / take.rate_per_second)
+            levels.append((take, level - take.tokens, moment))
+        for take, level, moment in levels:
+            timeout = math.ceil(take.burst / take.rate_per_second) + 1
+            cache.set(take.key, (level, moment), timeout=timeout)
+        return BucketAnswer(True)

@@ -251,18 +251,21 @@ def namespace_metric_usage(namespace: Namespace, metric: Metric, start, end) -> 
 class HourlyItem:
     start: dt.datetime
     end: dt.datetime
-    quantity: Decimal
+    aggregate: Aggregate
+    distinct: frozenset
+    method: str
 
-
-def _hour_quantity(aggregate: Aggregate, seen: set | None, method: str) -> Decimal:
-    if method == Metric.AggregationMethod.UNIQUE_COUNT:
-        return Decimal(len(seen or ()))
-    return aggregate.quantity(method)
+    @property
+    def quantity(self) -> Decimal:
+        if self.method == Metric.AggregationMethod.UNIQUE_COUNT:
+            return Decimal(len(self.distinct))
+        return self.aggregate.quantity(self.method)
 
 
 def hourly_usage(namespace: Namespace, metric: Metric, start, end) -> list[HourlyItem]:
     """The metric's usage in the namespace hour by hour over [start, end) (the first and last
-    hours clipped to the window), hours without data left out."""
+    hours clipped to the window), hours without data left out: rollups for the whole hours, the
+    events for the partial ones."""
     if end <= start:
         return []
     method = metric.aggregation_method
@@ -270,7 +273,6 @@ def hourly_usage(namespace: Namespace, metric: Metric, start, end) -> list[Hourl
     hours: dict[dt.datetime, Aggregate] = defaultdict(Aggregate)
     distinct: dict[dt.datetime, set] = defaultdict(set)
     first_whole, last_whole = ceil_hour(start), floor_hour(end)
-    raw = Q()
     if method != Metric.AggregationMethod.UNIQUE_COUNT and first_whole < last_whole:
         for hour, count, total, maximum, latest_at, latest_value in UsageRollup.objects.filter(
             tenant_id=namespace.tenant_id,
@@ -300,16 +302,27 @@ def hourly_usage(namespace: Namespace, metric: Metric, start, end) -> list[Hourl
         measure = rule.measure(value, properties)
         hours[hour].add(1, measure or 0, measure, timestamp, measure)
         distinct[hour].add(_distinct_key(metric, value, properties))
-    items = []
-    for hour in sorted(set(hours) | set(distinct)):
-        items.append(
-            HourlyItem(
-                start=max(hour, start),
-                end=min(hour + HOUR, end),
-                quantity=_hour_quantity(hours[hour], distinct.get(hour), method),
-            )
+    return [
+        HourlyItem(
+            start=max(hour, start),
+            end=min(hour + HOUR, end),
+            aggregate=hours[hour],
+            distinct=frozenset(distinct.get(hour, ())),
+            method=method,
         )
-    return items
+        for hour in sorted(set(hours) | set(distinct))
+    ]
+
+
+def window_usage(items: list[HourlyItem], method: str) -> Decimal:
+    """The metric's aggregate over the hours of `items` (what a period bills, not their sum)."""
+    if method == Metric.AggregationMethod.UNIQUE_COUNT:
+        return Decimal(len(frozenset().union(*(item.distinct for item in items))))
+    total = Aggregate()
+    for item in items:
+        a = item.aggregate
+        total.add(a.count, a.total, a.maximum, a.latest_at, a.latest_value)
+    return total.quantity(method)
 
 
 def namespace_metrics(namespace: Namespace, start, end) -> list[Metric]:
@@ -426,3 +439,271 @@ def namespace_subscription(namespace: Namespace) -> Subscription | None:
         subscriptions.filter(status__in=BILLING_STATUSES).first()
         or subscriptions.filter(status=Subscription.Status.TRIAL_ACTIVE).first()
     )
+
+
+# --- Reports -------------------------------------------------------------------------------------
+
+
+def quota_report(namespace: Namespace, *, with_usage: bool, at=None) -> dict:
+    """`quota/limits` (with_usage False) and `quota/usage`: effective limits by kind, with the
+    current quota period's usage of each bound metric."""
+    limits = namespace_limits(namespace, at=at)
+    codes = {code for _, code in limits.maximums} | set(limits.api_limits)
+    metrics = {m.code: m for m in Metric.objects.for_tenant(namespace.tenant).filter(code__in=codes)}
+    usage = {}
+    if with_usage:
+        usage = period_totals(
+            namespace.tenant_id,
+            {(namespace.pk, code) for _, code in limits.maximums},
+            limits.period_start,
+            limits.period_end,
+            {code: metric.aggregation_method for code, metric in metrics.items()},
+        )
+    report = {"objects": {}, "resources": {}, "apis": {}}
+    for (kind, code), maximum in sorted(limits.maximums.items()):
+        entry = {
+            "limit": {"maximum": maximum},
+            "display_name": metrics[code].name if code in metrics else code,
+        }
+        if with_usage:
+            entry["usage"] = {"current": decimal_text(usage.get((namespace.pk, code), Decimal(0)))}
+        report[KIND_OF_REPORT[kind]][code] = entry
+    for code, api_limit in sorted(limits.api_limits.items()):
+        report["apis"][code] = {"api_limit": api_limit}
+    return report
+
+
+def decimal_text(value: Decimal) -> str:
+    """A quantity as a decimal string without exponent or trailing zeros ("12.5", "3")."""
+    value = Decimal(value)
+    if value == value.to_integral_value():
+        return str(value.quantize(Decimal(1)))
+    return format(value.normalize(), "f")
+
+
+def default_window(namespace: Namespace, at=None) -> tuple[dt.datetime, dt.datetime]:
+    """The customer's current billing period, else the current calendar month (UTC)."""
+    subscription = namespace_subscription(namespace)
+    if subscription is not None:
+        return subscription.current_period_start, subscription.valid_until
+    return month_bounds(at or timezone.now())
+
+
+def current_usage(namespace: Namespace, start, end) -> dict:
+    """Usage and cost per metric in the namespace over [start, end) (default: the current
+    period), priced by the customer's subscription items; fixed fees of the plan and add-ons are
+    listed (fixed: true) on the customer's default namespace."""
+    from usage.selectors import item_charge
+
+    subscription = namespace_subscription(namespace)
+    currency = (
+        subscription.currency
+        if subscription is not None
+        else namespace.customer.currency or namespace.tenant.currency
+    )
+    items, total = [], 0
+    metered = {}
+    fixed = []
+    if subscription is not None:
+        for item in (
+            subscription.items.select_related("metric", "price", "price__product", "product")
+            .exclude(active_to__isnull=False, active_to__lte=start)
+            .exclude(active_from__isnull=False, active_from__gte=end)
+            .order_by("created_at", "id")
+        ):
+            if item.item_type == item.ItemType.USAGE and item.metric_id:
+                metered.setdefault(item.metric.code, item)
+            elif item.item_type != item.ItemType.USAGE:
+                fixed.append(item)
+    metrics = {m.code: m for m in namespace_metrics(namespace, start, end)}
+    metrics.update({code: item.metric for code, item in metered.items()})
+    for code in sorted(metrics):
+        metric = metrics[code]
+        hours = hourly_usage(namespace, metric, start, end)
+        quantity = window_usage(hours, metric.aggregation_method)
+        amount, billable = 0, quantity
+        if code in metered:
+            charge = item_charge(metered[code], quantity, currency)
+            amount, billable = charge.amount, charge.quantity
+        total += amount
+        items.append(
+            {
+                "usage_type": code,
+                "quantity": decimal_text(quantity),
+                "unit_name": metric.unit_name,
+                "amount": amount,
+                "currency_code": currency,
+                "start_timestamp": start,
+                "end_timestamp": end,
+                "fixed": False,
+                "status": "ACTIVE" if hours else "NO_DATA",
+                "quantity_billable": decimal_text(billable),
+            }
+        )
+    if namespace.pk == namespace.customer.default_namespace_id:
+        from subscriptions.services import item_fee
+
+        for item in fixed:
+            amount = item_fee(item.price, item.quantity)
+            total += amount
+            items.append(
+                {
+                    "usage_type": subscription.plan.code_name
+                    if item.item_type == item.ItemType.PLAN
+                    else item.product.name,
+                    "quantity": decimal_text(Decimal(item.quantity)),
+                    "unit_name": "seats" if item.item_type == item.ItemType.PLAN else "units",
+                    "amount": amount,
+                    "currency_code": currency,
+                    "start_timestamp": subscription.current_period_start,
+                    "end_timestamp": subscription.valid_until,
+                    "fixed": True,
+                    "status": "ACTIVE",
+                    "quantity_billable": decimal_text(Decimal(item.quantity)),
+                }
+            )
+    return {"items": items, "total_cost": total, "currency_code": currency}
+
+
+HOURLY_QUERY_SALT = "quotas.hourly_usage_details"
+
+
+def usage_details(namespace: Namespace, start, end) -> list[dict]:
+    """One detail per metric over [start, end); its quantity is the sum of its hourly items
+    (for gauges, latest/max/unique_count, that is unit-hours), and `hourly_breakdown_query`
+    names exactly those hours."""
+    from django.core import signing
+
+    details = []
+    for metric in namespace_metrics(namespace, start, end):
+        hours = hourly_usage(namespace, metric, start, end)
+        if not hours:
+            continue
+        query = signing.dumps(
+            {
+                "t": str(namespace.tenant_id),
+                "n": str(namespace.pk),
+                "c": metric.code,
+                "f": start.isoformat(),
+                "u": end.isoformat(),
+            },
+            salt=HOURLY_QUERY_SALT,
+            compress=True,
+        )
+        details.append(
+            {
+                **_usage_row(namespace, metric, start, end),
+                "quantity": decimal_text(sum((h.quantity for h in hours), Decimal(0))),
+                "hourly_breakdown_query": query,
+            }
+        )
+    return details
+
+
+def _usage_row(namespace, metric, start, end) -> dict:
+    return {
+        "object_name": metric.name,
+        "namespace": namespace.name,
+        "usage_type": metric.code,
+        "unit_name": metric.unit_name,
+        "start_timestamp": start,
+        "end_timestamp": end,
+    }
+
+
+def hourly_usage_details(namespace: Namespace, query: str) -> list[dict] | None:
+    """The hourly items of a detail's `hourly_breakdown_query`; None when the query is not one
+    of this namespace's."""
+    from django.core import signing
+
+    try:
+        decoded = signing.loads(query, salt=HOURLY_QUERY_SALT)
+        if decoded["t"] != str(namespace.tenant_id) or decoded["n"] != str(namespace.pk):
+            return None
+        start = dt.datetime.fromisoformat(decoded["f"])
+        end = dt.datetime.fromisoformat(decoded["u"])
+        metric = Metric.objects.for_tenant(namespace.tenant).get(code=decoded["c"])
+    except (signing.BadSignature, KeyError, TypeError, ValueError, Metric.DoesNotExist):
+        return None
+    return [
+        {
+            **_usage_row(namespace, metric, hour.start, hour.end),
+            "quantity": decimal_text(hour.quantity),
+        }
+        for hour in hourly_usage(namespace, metric, start, end)
+    ]
+
+
+def namespace_invoices(namespace: Namespace, *, at=None):
+    from invoicing.models import Invoice
+
+    return (
+        Invoice.objects.for_tenant(namespace.tenant)
+        .filter(customer_id=namespace.customer_id, number__isnull=False)
+        .order_by("-id")
+    )
+
+
+def namespace_subscriptions(namespace: Namespace) -> list[dict]:
+    """The customer's subscriptions, newest first, with their add-ons and the periods already
+    billed (from their invoices: billed periods are stored, never recomputed)."""
+    from invoicing.models import Invoice
+
+    subscriptions = list(
+        Subscription.objects.for_tenant(namespace.tenant)
+        .filter(customer_id=namespace.customer_id)
+        .select_related("plan")
+        .order_by("-created_at")
+    )
+    addon_plans = {
+        price_id: code_name
+        for price_id, code_name in SubscriptionPlan.objects.for_tenant(namespace.tenant)
+        .filter(is_addon=True)
+        .values_list("prices__id", "code_name")
+        if price_id is not None
+    }
+    now = timezone.now()
+    rows = []
+    for subscription in subscriptions:
+        addons = sorted(
+            {
+                addon_plans.get(price_id, str(price_id))
+                for price_id in subscription.items.filter(item_type="addon")
+                .exclude(active_to__isnull=False, active_to__lte=now)
+                .values_list("price_id", flat=True)
+            }
+        )
+        periods = (
+            Invoice.objects.filter(
+                subscription=subscription,
+                period_start__isnull=False,
+                period_end__lte=subscription.current_period_start,
+            )
+            .exclude(status=Invoice.Status.VOID)
+            .order_by("-period_start")
+            .values_list("period_start", "period_end", "number")
+        )
+        seen, previous = set(), []
+        for period_start, period_end, number in periods:
+            if (period_start, period_end) in seen:
+                continue
+            seen.add((period_start, period_end))
+            previous.append(
+                {"period_start": period_start, "period_end": period_end, "invoice": number}
+            )
+        rows.append(
+            {
+                "id": subscription.pk,
+                "plan": subscription.plan,
+                "status": subscription.status,
+                "currency": subscription.currency,
+                "schedule": subscription.schedule,
+                "seat_number": subscription.seat_number,
+                "started_at": subscription.started_at,
+                "current_period_start": subscription.current_period_start,
+                "valid_until": subscription.valid_until,
+                "addons": addons,
+                "previous_billing_periods": previous,
+            }
+        )
+    return rows

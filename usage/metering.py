@@ -75,7 +75,7 @@ def property_text(raw) -> str | None:
 
 def as_decimal(raw) -> Decimal | None:
     """A JSON number (or numeric string) as an exact Decimal; None when it is not one. Floats go
-    through their shortest repr, which is the literal the client sent ("0.1", not 0.1000000000000000055)."""
+    through their shortest repr: the literal the client sent ("0.1", not 0.1000000000000000055)."""
     if isinstance(raw, bool) or raw is None:
         return None
     if isinstance(raw, int):

@@ -156,7 +156,9 @@ def metric_usage(*, tenant_id, subscription_id, metric: Metric, window: Window) 
     raw = Q()
     if first_hour is None or first_hour < last_hour:
         rollups = UsageRollup.objects.filter(
-            tenant_id=tenant_id, subscription_id=subscription_id, code=metric.code,
+            tenant_id=tenant_id,
+            subscription_id=subscription_id,
+            code=metric.code,
             hour__lt=last_hour,
         )
         if first_hour is not None:
@@ -181,9 +183,7 @@ def metric_usage(*, tenant_id, subscription_id, metric: Metric, window: Window) 
     if late:
         raw |= late
     measured = _filtered(events.filter(raw), metric).annotate(_measure=_measure(metric))
-    totals = measured.aggregate(
-        count=Count("id"), total=Sum("_measure"), maximum=Max("_measure")
-    )
+    totals = measured.aggregate(count=Count("id"), total=Sum("_measure"), maximum=Max("_measure"))
     aggregate.add(totals["count"], totals["total"], totals["maximum"])
     if metric.aggregation_method == Metric.AggregationMethod.LATEST and totals["count"]:
         newest = (
@@ -338,7 +338,8 @@ def _describe(item: SubscriptionItem) -> str:
     return f"{label} ({metric.unit_name})" if metric.unit_name else label
 
 
-def _arrears_lines_many(subscriptions, periods: dict, *, post_invoice: bool) -> dict:
+def _arrears_lines_many(subscriptions, periods: dict, *, post_invoice: bool | None) -> dict:
+    """post_invoice: True = only `post_invoice` items, False = all but them, None = all."""
     items_by_subscription = _metered_items(s.pk for s in subscriptions)
     lines: dict = {}
     for subscription in subscriptions:
@@ -348,7 +349,9 @@ def _arrears_lines_many(subscriptions, periods: dict, *, post_invoice: bool) -> 
         for item in items_by_subscription.get(subscription.pk, []):
             if item.calc_rule_type == Rule.COMMIT:
                 continue
-            if (item.calc_rule_type == Rule.POST_INVOICE) != post_invoice:
+            if post_invoice is not None and (item.calc_rule_type == Rule.POST_INVOICE) != (
+                post_invoice
+            ):
                 continue
             usage = _item_usage(subscription, item, start, end, cache)
             if usage is None:
@@ -361,10 +364,14 @@ def _arrears_lines_many(subscriptions, periods: dict, *, post_invoice: bool) -> 
     return lines
 
 
-def usage_lines_many(*, subscriptions, periods: dict) -> dict:
+def usage_lines_many(*, subscriptions, periods: dict, include_post_invoice: bool = True) -> dict:
     """Arrears usage lines of each subscription's CLOSED period `periods[sub_id] = (start, end)`
-    (unit, stepped, staged, overcommit and catalog usage prices; late events included)."""
-    return _arrears_lines_many(list(subscriptions), periods, post_invoice=False)
+    (unit, stepped, staged, overcommit, post_invoice and catalog usage prices; late events
+    included). A caller that issues `post_invoice` items on their own invoice passes
+    include_post_invoice=False and uses post_invoice_lines_many for them."""
+    return _arrears_lines_many(
+        list(subscriptions), periods, post_invoice=None if include_post_invoice else False
+    )
 
 
 def post_invoice_lines_many(*, subscriptions, periods: dict) -> dict:
@@ -379,7 +386,7 @@ def usage_lines(*, subscription, period_start, period_end) -> list:
 
 
 def commit_lines_many(*, subscriptions, periods: dict) -> dict:
-    """Commitments billed in advance for each subscription's NEW period: `default_value ×
+    """Commitments billed in advance for each subscription's NEW period: `default_value x
     money_value` of each `commit` item, for the share of the period the item is active."""
     items_by_subscription = _metered_items(s.pk for s in subscriptions)
     lines: dict = {}
@@ -399,9 +406,7 @@ def commit_lines_many(*, subscriptions, periods: dict) -> dict:
                 committed, money_value, currency=subscription.currency, share=share
             )
             charge = Charge(amount, committed, money_value)
-            result.append(
-                _line(item, charge, (start, end), f"Commitment: {_describe(item)}")
-            )
+            result.append(_line(item, charge, (start, end), f"Commitment: {_describe(item)}"))
         lines[subscription.pk] = result
     return lines
 

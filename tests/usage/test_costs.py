@@ -63,14 +63,23 @@ def sample(tenant, subscription):
         ("sum", "gb", [], "13.5"),  # 7 + 4.5 (no gb: the value) + 2
         ("sum", "", [{"name": "region", "value": "eu", "type": "inclusive"}], "4"),
         ("sum", "", [{"name": "region", "value": "eu", "type": "exclusive"}], "4.5"),
-        ("count", "", [{"name": "user", "value": "u1", "type": "inclusive"},
-                       {"name": "user", "value": "u2", "type": "inclusive"}], "3"),
+        (
+            "count",
+            "",
+            [
+                {"name": "user", "value": "u1", "type": "inclusive"},
+                {"name": "user", "value": "u2", "type": "inclusive"},
+            ],
+            "3",
+        ),
         ("max", "", [{"name": "region", "value": "us", "type": "exclusive"}], "3"),
         ("latest", "", [{"name": "region", "value": "eu", "type": "exclusive"}], "4.5"),
         ("unique_count", "user", [{"name": "region", "value": "us", "type": "exclusive"}], "1"),
     ],
 )
-def test_aggregations_in_sql_equal_golden_values(tenant, subscription, sample, method, prop, filters, expected):
+def test_aggregations_in_sql_equal_golden_values(
+    tenant, subscription, sample, method, prop, filters, expected
+):
     metric = make_metric(tenant, "m", method, prop=prop, filters=filters)
     sample("m")
     assert _period_usage(subscription, metric) == Decimal(expected)
@@ -94,20 +103,25 @@ STEPS = [
         ({"price_type": "per_unit", "amount": 3}, 75),
         ({"price_type": "fixed_price", "amount": 3}, 75),  # a usage fixed price is per unit
         ({"price_type": "package", "amount": 100, "units": 10}, 300),  # 3 started packages
-        ({"price_type": "tiered_volume", "tiers": TIERS}, 43),  # 25 × 1.5 + 5 = 42.5
+        ({"price_type": "tiered_volume", "tiers": TIERS}, 43),  # 25 x 1.5 + 5 = 42.5
         ({"price_type": "tiered_graduated", "tiers": TIERS}, 48),  # 20 + 22.5 + 5 = 47.5
         ({"calc_rule_type": "unit", "pricing": {"money_value": "0.4"}}, 10),
         ({"calc_rule_type": "stepped", "pricing": {"steps": STEPS}}, 16),  # 10 + 5 + 0.5
-        ({"calc_rule_type": "staged", "pricing": {"steps": STEPS}}, 3),  # 25 × 0.1 = 2.5
+        ({"calc_rule_type": "staged", "pricing": {"steps": STEPS}}, 3),  # 25 x 0.1 = 2.5
         (
-            {"calc_rule_type": "overcommit", "pricing": {"default_value": "20", "money_value": "2"}},
+            {
+                "calc_rule_type": "overcommit",
+                "pricing": {"default_value": "20", "money_value": "2"},
+            },
             10,
         ),
         ({"calc_rule_type": "post_invoice", "pricing": {"money_value": "1"}}, 25),
         ({"calc_rule_type": "commit", "pricing": {"default_value": "100", "money_value": "1"}}, 0),
     ],
 )
-def test_costs_of_every_price_type_equal_golden_values(tenant, customer, subscription, calls, pricing, expected):
+def test_costs_of_every_price_type_equal_golden_values(
+    tenant, customer, subscription, calls, pricing, expected
+):
     add_metered_item(subscription, calls, **pricing)
     ingest(
         tenant,
@@ -136,7 +150,7 @@ def test_costs_endpoint(api, tenant, customer, subscription, calls):
     response = api.get(f"/api/v1/customers/{customer.pk}/costs")
     assert_matches_schema(response, "get", "/api/v1/customers/{customer_id}/costs")
     body = response.json()
-    assert body["cost"] == {"amount": 11 + 15, "currency": "EUR"}  # 10.5 → 11; 120 × 0.125
+    assert body["cost"] == {"amount": 11 + 15, "currency": "EUR"}  # 10.5 → 11; 120 x 0.125
     assert [(c["metric"]["code"], c["usage"], c["cost"]["amount"]) for c in body["costs"]] == [
         ("api_calls", "5.25", 11),
         ("storage_gb", "120", 15),
@@ -154,12 +168,26 @@ def test_usages_and_events_count_alike(api, tenant, subscription, calls):
     twin = make_subscription(make_customer(tenant), anchor=ANCHOR)
     for target in (subscription, twin):
         add_metered_item(target, calls, calc_rule_type="stepped", pricing={"steps": STEPS})
-    ingest(tenant, event(subscription, "api_calls", 12, at=T1), event(subscription, "api_calls", 9, at=T2))
+    ingest(
+        tenant,
+        event(subscription, "api_calls", 12, at=T1),
+        event(subscription, "api_calls", 9, at=T2),
+    )
     response = api.post(
         f"/api/v1/subscriptions/{twin.pk}/usages",
         [
-            {"option_code": "api_calls", "usage_start": T1.isoformat(), "usage_end": T2.isoformat(), "units": 12},
-            {"option_code": "api_calls", "usage_start": T2.isoformat(), "usage_end": T3.isoformat(), "units": 9},
+            {
+                "option_code": "api_calls",
+                "usage_start": T1.isoformat(),
+                "usage_end": T2.isoformat(),
+                "units": 12,
+            },
+            {
+                "option_code": "api_calls",
+                "usage_start": T2.isoformat(),
+                "usage_end": T3.isoformat(),
+                "units": 9,
+            },
         ],
         format="json",
     )
@@ -167,10 +195,12 @@ def test_usages_and_events_count_alike(api, tenant, subscription, calls):
     assert _period_usage(twin, calls) == _period_usage(subscription, calls) == 21
     events_cost = customer_cost_estimate(customer=subscription.customer)
     usages_cost = customer_cost_estimate(customer=twin.customer)
-    assert events_cost.total == usages_cost.total == 15  # 10 + 10 × 0.5 + 1 × 0.1 = 15.1
+    assert events_cost.total == usages_cost.total == 15  # 10 + 10 x 0.5 + 1 x 0.1 = 15.1
 
 
-def test_unbilled_events_before_the_period_count_as_late_usage(tenant, customer, subscription, calls):
+def test_unbilled_events_before_the_period_count_as_late_usage(
+    tenant, customer, subscription, calls
+):
     add_metered_item(subscription, calls, amount=1)
     ingest(tenant, event(subscription, "api_calls", 7, at=ANCHOR - dt.timedelta(days=3)))
     ingest(tenant, event(subscription, "api_calls", 2, at=T2))
@@ -179,11 +209,17 @@ def test_unbilled_events_before_the_period_count_as_late_usage(tenant, customer,
 
 def test_active_range_limits_what_an_item_bills(tenant, customer, subscription, calls):
     add_metered_item(subscription, calls, amount=1, active_from=T2 - dt.timedelta(hours=1))
-    ingest(tenant, event(subscription, "api_calls", 7, at=T1), event(subscription, "api_calls", 2, at=T2))
+    ingest(
+        tenant,
+        event(subscription, "api_calls", 7, at=T1),
+        event(subscription, "api_calls", 2, at=T2),
+    )
     assert customer_cost_estimate(customer=customer).total == 2
 
 
-def test_changing_a_metrics_filters_rebuilds_its_rollups(api, tenant, customer, subscription, sample):
+def test_changing_a_metrics_filters_rebuilds_its_rollups(
+    api, tenant, customer, subscription, sample
+):
     metric = make_metric(tenant, "m", "sum")
     add_metered_item(subscription, metric, amount=1)
     sample("m")

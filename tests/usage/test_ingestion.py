@@ -20,7 +20,9 @@ pytestmark = pytest.mark.django_db
 
 
 def _counted(code="api_calls") -> tuple[int, Decimal]:
-    totals = UsageRollup.objects.filter(code=code).aggregate(n=Sum("event_count"), s=Sum("value_sum"))
+    totals = UsageRollup.objects.filter(code=code).aggregate(
+        n=Sum("event_count"), s=Sum("value_sum")
+    )
     return totals["n"] or 0, totals["s"] or Decimal(0)
 
 
@@ -83,7 +85,9 @@ def test_one_bad_event_rejects_the_whole_batch(api, subscription, calls):
         ({"namespace": "nowhere"}, "namespace", "was not found"),
     ],
 )
-def test_invalid_events_answer_400_naming_the_reason(api, subscription, calls, change, field, message):
+def test_invalid_events_answer_400_naming_the_reason(
+    api, subscription, calls, change, field, message
+):
     body = {**event(subscription, "api_calls", 1), **change}
     body = {k: v for k, v in body.items() if v is not None}
     response = api.post("/api/v1/events", body, format="json")
@@ -129,9 +133,7 @@ def test_batch_size_is_bounded(api, subscription, calls):
     assert assert_error_body(response, 400)["errors"] == {
         "events": ["events must contain at most 1000 events"]
     }
-    response = api.post(
-        "/api/v1/events/batch", data=b"{not json", content_type="application/json"
-    )
+    response = api.post("/api/v1/events/batch", data=b"{not json", content_type="application/json")
     assert_error_body(response, 400)
 
 
@@ -145,7 +147,9 @@ def test_ingestion_guards_can_refuse_a_request_and_nothing_is_stored(api, subscr
 
     services.INGESTION_GUARDS.append(quota_guard)
     try:
-        ok = api.post("/api/v1/events", event(subscription, "api_calls", 1, event_id="a"), format="json")
+        ok = api.post(
+            "/api/v1/events", event(subscription, "api_calls", 1, event_id="a"), format="json"
+        )
         assert ok.status_code == 201
         refused = api.post(
             "/api/v1/events/batch",
@@ -168,7 +172,9 @@ def test_event_list_filters_and_constant_queries(
     storage = make_metric(subscription.tenant, "storage", "max")
     services.events_ingest(
         tenant=subscription.tenant,
-        events=[event(subscription, "api_calls", 1, at=NOW - dt.timedelta(hours=h)) for h in range(8)]
+        events=[
+            event(subscription, "api_calls", 1, at=NOW - dt.timedelta(hours=h)) for h in range(8)
+        ]
         + [event(subscription, "storage", 5)],
         batch=True,
     )
@@ -207,7 +213,7 @@ def test_two_clients_racing_the_same_batch_count_it_once(tenant, clock):
         try:
             barrier.wait()
             results.append(services.events_ingest(tenant=tenant, events=events, batch=True))
-        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+        except Exception as error:  # reported by the assertion below
             failures.append(error)
         finally:
             connections.close_all()
@@ -241,7 +247,9 @@ def test_racing_single_duplicates_count_once(tenant, clock):
     def client():
         try:
             barrier.wait()
-            accepted.append(services.events_ingest(tenant=tenant, events=[body], batch=False).accepted)
+            accepted.append(
+                services.events_ingest(tenant=tenant, events=[body], batch=False).accepted
+            )
         finally:
             connections.close_all()
 

@@ -35,7 +35,11 @@ def test_usage_limit_api(api, other_api, customer):
 
 def test_a_warning_fires_once_per_period(api, tenant, customer, subscription, calls):
     add_metered_item(subscription, calls, amount=100)
-    api.post(f"/api/v1/customers/{customer.pk}/usage-limits", {"amount": 1000, "action": "WARNING"}, format="json")
+    api.post(
+        f"/api/v1/customers/{customer.pk}/usage-limits",
+        {"amount": 1000, "action": "WARNING"},
+        format="json",
+    )
     ingest(tenant, event(subscription, "api_calls", 9))
     assert services.usage_limits_evaluate() == 0
     ingest(tenant, event(subscription, "api_calls", 1))
@@ -82,7 +86,9 @@ def test_metrics_api(api, other_api):
     assert created.json()["filters"] == body["filters"]
     duplicate = api.post("/api/v1/metrics", body, format="json")
     assert "code" in assert_error_body(duplicate, 400)["errors"]
-    bad = api.post("/api/v1/metrics", {**body, "code": "x", "aggregation_method": "avg"}, format="json")
+    bad = api.post(
+        "/api/v1/metrics", {**body, "code": "x", "aggregation_method": "avg"}, format="json"
+    )
     assert "aggregation_method" in assert_error_body(bad, 400)["errors"]
     listed = api.get("/api/v1/metrics")
     assert_matches_schema(listed, "get", "/api/v1/metrics")
@@ -128,7 +134,14 @@ def test_patch_a_metered_item_with_the_seed_002_body(api, subscription, calls):
     assert "price.money_value" in assert_error_body(missing, 400)["errors"]
     bad_steps = api.patch(
         url,
-        {"price": {"steps": [{"threshold": "1", "money_value": "1"}, {"threshold": "1", "money_value": "2"}]}},
+        {
+            "price": {
+                "steps": [
+                    {"threshold": "1", "money_value": "1"},
+                    {"threshold": "1", "money_value": "2"},
+                ]
+            }
+        },
         format="json",
     )
     assert_error_body(bad_steps, 400)

@@ -61,7 +61,7 @@ def test_renewal_bills_the_closed_period_in_arrears_and_nothing_of_the_new_one(t
     assert report.renewals == 1, report.set_aside
     invoice = Invoice.objects.get(subscription=metered, period_start=END)
     assert _usage_lines(invoice) == [
-        ("Cloud %s: API calls (units)" % metered.plan.name.split()[-1], Decimal(15), Decimal(2), 30)
+        (f"Cloud {metered.plan.name.split()[-1]}: API calls (units)", Decimal(15), Decimal(2), 30)
     ]
     line = invoice.lines.get(kind="usage")
     assert (line.period_start, line.period_end, line.metric.code) == (ANCHOR, END, "api_calls")

@@ -6,9 +6,9 @@ import pytest
 
 from tests.openapi import assert_error_body, assert_matches_schema
 from tests.usage.conftest import ANCHOR
+from tests.usage.factories import add_metered_item
 from usage.models import UsageEvent, UsageRollup
 from usage.selectors import customer_cost_estimate
-from tests.usage.factories import add_metered_item
 
 pytestmark = pytest.mark.django_db
 
@@ -97,7 +97,12 @@ def test_usage_requests_are_validated(api, other_api, subscription, calls, usage
     assert {"interval_start", "interval_end", "page", "limit"} <= set(errors)
     response = api.get(
         usages_url,
-        {"interval_start": ANCHOR.isoformat(), "interval_end": ANCHOR.isoformat(), "page": 1, "limit": 101},
+        {
+            "interval_start": ANCHOR.isoformat(),
+            "interval_end": ANCHOR.isoformat(),
+            "page": 1,
+            "limit": 101,
+        },
     )
     assert "limit" in assert_error_body(response, 400)["errors"]
     response = api.post(usages_url, [_usage(1, 5, option_code="nope")], format="json")

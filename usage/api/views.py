@@ -37,9 +37,12 @@ from usage.models import UsageEvent
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List billable metrics", responses={200: MetricSerializer(many=True)}),
+    list=extend_schema(
+        summary="List billable metrics", responses={200: MetricSerializer(many=True)}
+    ),
     create=extend_schema(
-        summary="Create a billable metric", responses={201: MetricSerializer, **error_responses(400)}
+        summary="Create a billable metric",
+        responses={201: MetricSerializer, **error_responses(400)},
     ),
     retrieve=extend_schema(
         summary="Fetch a billable metric", responses={200: MetricSerializer, **error_responses(404)}
@@ -155,10 +158,13 @@ class EventViewSet(mixins.ListModelMixin, TenantScopedViewSet):
         if not isinstance(body, dict):
             raise ValidationError({"non_field_errors": ["the body must be an event object"]})
         event_id = body.get("event_id")
-        if isinstance(event_id, str) and event_id:
-            original = self.get_tenant_queryset(self.tenant).filter(event_id=event_id).first()
-            if original is not None:
-                return Response(EventSerializer(original).data, status=status.HTTP_200_OK)
+        if (
+            isinstance(event_id, str)
+            and event_id
+            and services.event_exists(tenant=self.tenant, event_id=event_id)
+        ):
+            original = self.get_tenant_queryset(self.tenant).get(event_id=event_id)
+            return Response(EventSerializer(original).data, status=status.HTTP_200_OK)
         result = services.events_ingest(tenant=self.tenant, events=[body], batch=False)
         if result.inserted:
             row = result.inserted[0]

@@ -1,0 +1,168 @@
+"""What quota enforcement costs batch ingestion (not a test): gunicorn against PostgreSQL and
+Redis, driven by wrk, reusing bench/ingest.py's seed, server and load.
+
+    .venv/bin/python bench/ingest_quotas.py [--workers 2] [--threads 4] [--seconds 10]
+
+It (re)creates its own database `billing_bench_quotas` with bench/ingest.py's seed (100 customers,
+each with a subscription metered by `api_calls` and `storage_gb`), then measures POST
+/api/v1/events/batch (1,000 new events per request over all 100 namespaces, 4 connections):
+  off       no ingestion guard at all (bench/wsgi_without_quotas.py): the baseline
+  no-quota  the quota guard registered, no quota or plan limit anywhere (what every tenant pays)
+  on        every namespace has a quota on both metrics (resource_limits and api_limits, out of
+            reach), so every batch locks and checks 200 (namespace, metric) pairs and takes 200
+            token buckets in one Redis script
+and prints events/s of each with the cost relative to `off` (target: `on` costs <= 20%).
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ingest
+from api import free_port, stop
+
+ingest.BENCH_DB = "billing_bench_quotas"
+TARGET_COST = 0.20
+
+QUOTAS_SCRIPT = """
+import django
+
+django.setup()
+from customers.models import Namespace
+from quotas.models import Quota
+
+spec = {
+    "object_limits": {},
+    "resource_limits": {"api_calls": {"maximum": 10**12}, "storage_gb": {"maximum": 10**12}},
+    "api_limits": {
+        "api_calls": {"rate": 10**9, "burst": 10**9, "unit": "per-second"},
+        "storage_gb": {"rate": 10**9, "burst": 10**9, "unit": "per-second"},
+    },
+}
+Quota.objects.bulk_create(
+    Quota(tenant_id=ns.tenant_id, namespace=ns, name="bench", spec=spec)
+    for ns in Namespace.objects.all()
+)
+print(Quota.objects.count())
+"""
+
+
+def start(args, environment: dict, port: int, wsgi: str) -> subprocess.Popen:
+    command = [
+        str(ingest.BIN_DIR / "gunicorn"),
+        wsgi,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(args.workers),
+        "--worker-class",
+        "gthread",
+        "--threads",
+        str(args.threads),
+        "--keep-alive",
+        "30",
+        "--log-level",
+        "warning",
+    ]
+    server = subprocess.Popen(
+        command, cwd=ingest.BASE_DIR, env=environment, start_new_session=True
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/bench/bare", timeout=2):
+                return server
+        except OSError:
+            if server.poll() is not None:
+                raise SystemExit("gunicorn exited during start-up") from None
+            time.sleep(0.2)
+    stop(server)
+    raise SystemExit("gunicorn did not answer within 30 s")
+
+
+def measure(args, environment, seed, script: Path, wsgi: str, name: str) -> float:
+    run = f"{name}-{uuid.uuid4().hex[:8]}"
+    template = ingest.LUA_BATCH % {
+        "subs": ", ".join(f'"{s}"' for s in seed["subscriptions"]),
+        "key": seed["api_key"],
+        "run": run,
+        "customer": seed["customers"][0],
+    }
+    port = free_port()
+    server = start(args, environment, port, wsgi)
+    url = f"http://127.0.0.1:{port}/api/v1/events/batch"
+    try:
+        script.write_text(template.replace(run, run + "w"))
+        ingest.run_wrk(url, script, connections=4, seconds=3)
+        script.write_text(template)
+        result = ingest.run_wrk(url, script, connections=4, seconds=args.seconds)
+    finally:
+        stop(server)
+    events = result["rps"] * 1000
+    print(
+        f"  {name:9s} {events:9.0f} events/s  (p50 {result['p50']:.0f} ms, p99 "
+        f"{result['p99']:.0f} ms, {result['requests']} batches)",
+        flush=True,
+    )
+    return events
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/6")
+    )
+    args = parser.parse_args()
+
+    print(f"load average before: {ingest.load_average()} ({os.cpu_count()} CPUs)", flush=True)
+    environment = ingest.server_environment(args.redis_url or None)
+    environment["CACHE_KEY_PREFIX"] = "bench-quotas"
+    ingest.recreate_database()
+    seed = ingest.migrate_and_seed(environment)
+    script = ingest.BASE_DIR / "var" / "bench_ingest" / "quotas_batch.lua"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    print("batch POST /api/v1/events/batch, 1,000 events over 100 namespaces, 4 connections:")
+    results = {
+        "off": measure(args, environment, seed, script, "bench.wsgi_without_quotas:application", "off"),
+        "no-quota": measure(args, environment, seed, script, "billing_project.wsgi:application", "no-quota"),
+    }
+    created = subprocess.run(
+        [sys.executable, "-c", QUOTAS_SCRIPT],
+        cwd=ingest.BASE_DIR,
+        env={**environment, "DJANGO_SETTINGS_MODULE": "billing_project.settings"},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    print(f"  ({created} quotas created: one per namespace, both metrics)")
+    results["on"] = measure(args, environment, seed, script, "billing_project.wsgi:application", "on")
+    # The box is shared: the baseline again, to see how much the load moved meanwhile.
+    results["off again"] = measure(
+        args, environment, seed, script, "bench.wsgi_without_quotas:application", "off again"
+    )
+    baseline = (results["off"] + results["off again"]) / 2
+    print(
+        f"gunicorn gthread, {args.workers} workers x {args.threads} threads; PostgreSQL "
+        f"{ingest.BENCH_DB}; cache {'Redis' if args.redis_url else 'in-process'}; load average "
+        f"after: {ingest.load_average()}"
+    )
+    for name in ("no-quota", "on"):
+        cost = 1 - results[name] / baseline
+        print(f"quotas {name}: {cost:+.1%} throughput cost vs off (mean of both off runs)")
+    cost = 1 - results["on"] / baseline
+    verdict = "met" if cost <= TARGET_COST else "MISSED"
+    print(f"target: quotas on cost <= {TARGET_COST:.0%}: {verdict}")
+    return 0 if cost <= TARGET_COST else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

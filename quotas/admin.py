@@ -1,0 +1,94 @@
+from django.contrib import admin, messages
+
+from quotas import services
+from quotas.models import PlanTransition, Quota, QuotaExceedance
+from tenants.admin_base import TenantScopedAdmin
+from tenants.api.errors import Conflict
+
+
+@admin.register(Quota)
+class QuotaAdmin(TenantScopedAdmin):
+    list_display = ["name", "namespace", "disable", "resource_version", "tenant", "created_at"]
+    list_filter = ["disable", "tenant"]
+    search_fields = ["name", "namespace__name", "id"]
+    list_select_related = ["namespace", "tenant"]
+    raw_id_fields = ["namespace"]
+    readonly_fields = ["resource_version", "created_at", "updated_at"]
+
+    def save_model(self, request, obj, form, change):
+        # Staff edits are replaces too: the next API client holding the old version gets 409.
+        if change:
+            obj.resource_version += 1
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(QuotaExceedance)
+class QuotaExceedanceAdmin(TenantScopedAdmin):
+    list_display = ["code", "kind", "namespace", "period_start", "maximum", "attempted", "created_at"]
+    list_filter = ["kind", "tenant"]
+    search_fields = ["code", "namespace__name"]
+    list_select_related = ["namespace"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(PlanTransition)
+class PlanTransitionAdmin(TenantScopedAdmin):
+    list_display = [
+        "id",
+        "namespace",
+        "from_plan",
+        "to_plan",
+        "state",
+        "requires_manual_approval",
+        "created_at",
+        "finished_at",
+    ]
+    list_filter = ["state", "requires_manual_approval", "tenant"]
+    search_fields = ["id", "namespace__name", "customer__email"]
+    list_select_related = ["namespace", "from_plan", "to_plan"]
+    actions = ["approve", "reject"]
+    readonly_fields = [
+        "tenant",
+        "namespace",
+        "customer",
+        "subscription",
+        "from_plan",
+        "to_plan",
+        "state",
+        "payload",
+        "requires_manual_approval",
+        "failure_reason",
+        "approved_by",
+        "approved_at",
+        "started_at",
+        "finished_at",
+        "created_at",
+        "updated_at",
+    ]
+
+    def has_add_permission(self, request):
+        return False
+
+    def _each(self, request, queryset, service, done: str):
+        count = 0
+        for transition in queryset:
+            try:
+                service(transition=transition, user=request.user)
+                count += 1
+            except Conflict as error:
+                self.message_user(request, f"{transition.pk}: {error.detail}", messages.WARNING)
+        if count:
+            self.message_user(request, f"{count} plan transition(s) {done}.", messages.SUCCESS)
+
+    @admin.action(description="Approve the selected plan transitions")
+    def approve(self, request, queryset):
+        self._each(request, queryset, services.plan_transition_approve, "approved")
+
+    @admin.action(description="Reject the selected plan transitions")
+    def reject(self, request, queryset):
+        self._each(request, queryset, services.plan_transition_reject, "rejected")
