@@ -1,5 +1,4 @@
 from django.contrib import admin, messages
-from django.utils import timezone
 
 from tenants import services
 from tenants.admin_base import TenantScopedAdmin, TenantScopedInlineMixin
@@ -104,8 +103,10 @@ class ApiKeyAdmin(TenantScopedAdmin):
 
     @admin.action(description="Revoke the selected API keys")
     def revoke_keys(self, request, queryset):
-        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
-        self.message_user(request, f"Revoked {count} API key(s).")
+        keys = list(queryset.filter(revoked_at__isnull=True))
+        for api_key in keys:
+            services.api_key_revoke(api_key=api_key)
+        self.message_user(request, f"Revoked {len(keys)} API key(s).")
 
 
 @admin.register(TenantMembership)

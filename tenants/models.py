@@ -16,6 +16,23 @@ API_KEY_PREFIX = "bk_"
 API_KEY_DISPLAY_LENGTH = 11
 
 
+def api_key_cache_key(key_hash: str) -> str:
+    return f"api-key:{key_hash}"
+
+
+def _forget_cached_api_keys(key_hashes: list[str]) -> None:
+    """Drop resolved keys from the shared cache, now and again when the transaction commits (so a
+    request racing the change cannot put the old row back for long)."""
+    from django.core.cache import cache
+    from django.db import transaction
+
+    if not key_hashes:
+        return
+    names = [api_key_cache_key(key_hash) for key_hash in key_hashes]
+    cache.delete_many(names)
+    transaction.on_commit(lambda: cache.delete_many(names))
+
+
 def validate_timezone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
         raise ValidationError(f"{value} is not a known IANA time zone.")
@@ -97,6 +114,11 @@ class Tenant(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        # API keys are cached with their tenant: a changed tenant must not be served stale.
+        _forget_cached_api_keys(list(self.api_keys.values_list("key_hash", flat=True)))
+
 
 class TaxRule(TenantOwnedModel):
     """The tenant's tax rate for customers in one country and one tax type."""
@@ -144,6 +166,10 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.name})"
+
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        _forget_cached_api_keys([self.key_hash])
 
     @staticmethod
     def generate_clear_key() -> str:

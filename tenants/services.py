@@ -4,6 +4,7 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass
 
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -14,9 +15,11 @@ from tenants.models import (
     ApiKey,
     IdempotencyRecord,
     Tenant,
+    api_key_cache_key,
     hash_api_key,
     validate_timezone,
 )
+from tenants.selectors import API_KEY_CACHE_SECONDS
 
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
 
@@ -85,6 +88,8 @@ def api_key_touch(*, api_key: ApiKey) -> None:
         return
     ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
     api_key.last_used_at = now
+    # Keep the cached copy in step, so the next requests of this minute do not write again.
+    cache.set(api_key_cache_key(api_key.key_hash), api_key, API_KEY_CACHE_SECONDS)
 
 
 # --- Idempotency ------------------------------------------------------------------------------

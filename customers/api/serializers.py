@@ -2,6 +2,7 @@ from rest_framework import serializers
 
 from customers.models import Customer, Namespace, validate_namespace_name
 from tenants.api.fields import CountryField, CurrencyField, DecimalStringField
+from tenants.api.serializers import FastOutputMixin
 
 
 class AddressSerializer(serializers.Serializer):
@@ -19,7 +20,7 @@ def _null_to_default(model_field_name: str):
     return default() if callable(default) else default
 
 
-class CustomerSerializer(serializers.ModelSerializer):
+class CustomerSerializer(FastOutputMixin, serializers.ModelSerializer):
     address = AddressSerializer(source="*", required=False)
     standard_tax_rate = DecimalStringField(
         required=False, allow_null=True, min_value=0, max_value=100
@@ -106,7 +107,7 @@ class CustomerSerializer(serializers.ModelSerializer):
         return data
 
 
-class NamespaceSerializer(serializers.ModelSerializer):
+class NamespaceSerializer(FastOutputMixin, serializers.ModelSerializer):
     customer = serializers.PrimaryKeyRelatedField(queryset=Customer.objects.none())
     labels = serializers.DictField(child=serializers.CharField(), required=False)
 
