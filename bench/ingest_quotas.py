@@ -70,9 +70,7 @@ def start(args, environment: dict, port: int, wsgi: str) -> subprocess.Popen:
         "--log-level",
         "warning",
     ]
-    server = subprocess.Popen(
-        command, cwd=ingest.BASE_DIR, env=environment, start_new_session=True
-    )
+    server = subprocess.Popen(command, cwd=ingest.BASE_DIR, env=environment, start_new_session=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -132,8 +130,12 @@ def main() -> int:
     script.parent.mkdir(parents=True, exist_ok=True)
     print("batch POST /api/v1/events/batch, 1,000 events over 100 namespaces, 4 connections:")
     results = {
-        "off": measure(args, environment, seed, script, "bench.wsgi_without_quotas:application", "off"),
-        "no-quota": measure(args, environment, seed, script, "billing_project.wsgi:application", "no-quota"),
+        "off": measure(
+            args, environment, seed, script, "bench.wsgi_without_quotas:application", "off"
+        ),
+        "no-quota": measure(
+            args, environment, seed, script, "billing_project.wsgi:application", "no-quota"
+        ),
     }
     created = subprocess.run(
         [sys.executable, "-c", QUOTAS_SCRIPT],
@@ -144,7 +146,9 @@ def main() -> int:
         text=True,
     ).stdout.strip()
     print(f"  ({created} quotas created: one per namespace, both metrics)")
-    results["on"] = measure(args, environment, seed, script, "billing_project.wsgi:application", "on")
+    results["on"] = measure(
+        args, environment, seed, script, "billing_project.wsgi:application", "on"
+    )
     # The box is shared: the baseline again, to see how much the load moved meanwhile.
     results["off again"] = measure(
         args, environment, seed, script, "bench.wsgi_without_quotas:application", "off again"

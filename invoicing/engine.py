@@ -14,9 +14,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing_project import billing_math
+from billing_project.bulk import fast_insert, rows_update
 from customers.models import Customer
 from invoicing import services
-from invoicing.bulk import rows_update
 from invoicing.models import PERIOD_BILLING_REASONS, Invoice, Payment, PaymentMethod
 from subscriptions.models import Subscription, SubscriptionItem
 from tenants.models import Tenant
@@ -376,9 +376,25 @@ def _renew_batch(subscriptions, at, report, skip) -> tuple[list[Payment], list]:
             )
         )
 
+    # Everything that needs no invoice number first; the invoices' foreign keys (lines,
+    # payments) are checked at commit.
+    services.invoice_lines_persist(
+        assembled=[item for assembled in assembled_by_tenant.values() for item in assembled]
+    )
+    fast_insert(Payment, payments)
+    rows_update(
+        Subscription,
+        advanced,
+        ["period_index", "current_period_start", "valid_until", "updated_at"],
+    )
+    for tenant_id, events in renewed_events.items():
+        emit_many(tenant=tenants[tenant_id], events=events)
+    # Last, the numbers: the tenant's sequence stays locked from here until the batch commits,
+    # and other runs wait for it, so only the invoices, their events and their usage follow.
+    invoices = 0
     for tenant_id, assembled in assembled_by_tenant.items():
-        report.invoices += len(
-            services.invoices_persist(tenant=tenants[tenant_id], assembled=assembled)
+        invoices += len(
+            services.invoices_number_and_save(tenant=tenants[tenant_id], assembled=assembled)
         )
     # The usage just invoiced is marked with its invoice number, in this transaction, while the
     # subscriptions are held FOR UPDATE (ingestion cannot commit in between: USAGE).
@@ -392,14 +408,7 @@ def _renew_batch(subscriptions, at, report, skip) -> tuple[list[Payment], list]:
             },
             periods=closed,
         )
-    Payment.objects.bulk_create(payments)
-    rows_update(
-        Subscription,
-        advanced,
-        ["period_index", "current_period_start", "valid_until", "updated_at"],
-    )
-    for tenant_id, events in renewed_events.items():
-        emit_many(tenant=tenants[tenant_id], events=events)
+    report.invoices += invoices
     report.renewals += len(advanced)
     return payments, no_card
 

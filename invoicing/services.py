@@ -11,13 +11,13 @@ import secrets
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
 from billing_project import billing_math
-from invoicing.bulk import rows_update
+from billing_project.bulk import fast_insert, rows_update
 from invoicing.gateways import CardError, ChargeRequest, GatewayResult, get_gateway
 from invoicing.models import (
     PERIOD_BILLING_REASONS,
@@ -302,22 +302,45 @@ class InvoiceAssembler:
 
 def invoice_numbers_take(*, tenant, count: int) -> list[str]:
     """Take the next `count` numbers of the tenant's gapless sequence. Call inside the transaction
-    that saves the invoices: the row lock is held until it commits, and a rollback returns them."""
+    that saves the invoices, as late in it as possible: the row lock taken here is held until it
+    commits (serialising every other numbering of the tenant), and a rollback returns them."""
     if count <= 0:
         return []
-    InvoiceNumberSequence.objects.bulk_create(
-        [InvoiceNumberSequence(tenant=tenant)], ignore_conflicts=True
+    # One statement increments and reads under the row lock (UPDATE ... RETURNING).
+    table = InvoiceNumberSequence._meta.db_table
+    sql = f'UPDATE "{table}" SET "last_number" = "last_number" + %s WHERE "tenant_id" = %s '
+    sql += 'RETURNING "last_number"'
+    tenant_id = InvoiceNumberSequence._meta.get_field("tenant").get_db_prep_value(
+        tenant.pk, connection
     )
-    sequence = InvoiceNumberSequence.objects.select_for_update().get(tenant=tenant)
-    first = sequence.last_number + 1
-    sequence.last_number += count
-    sequence.save(update_fields=["last_number"])
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [count, tenant_id])
+        row = cursor.fetchone()
+        if row is None:
+            InvoiceNumberSequence.objects.bulk_create(
+                [InvoiceNumberSequence(tenant=tenant)], ignore_conflicts=True
+            )
+            cursor.execute(sql, [count, tenant_id])
+            row = cursor.fetchone()
+    first = row[0] - count + 1
     prefix = tenant.invoice_number_prefix
     return [f"{prefix}{n:0{NUMBER_DIGITS}d}" for n in range(first, first + count)]
 
 
-def invoices_persist(*, tenant, assembled: list[AssembledInvoice]) -> list[Invoice]:
-    """Number, save and announce assembled invoices in bulk (inside the caller's transaction)."""
+def invoice_lines_persist(*, assembled: list[AssembledInvoice]) -> None:
+    """Save the lines of assembled invoices (inside the caller's transaction, which saves their
+    invoices too: the line's foreign key is checked at commit). Needs no invoice number, so the
+    batch path does this before it takes the numbers."""
+    fast_insert(InvoiceLine, [line for item in assembled for line in item.new_lines])
+    pending = [line for item in assembled for line in item.pending_lines]
+    rows_update(
+        InvoiceLine, pending, ["invoice", "position", "sub_total", "tax_rate", "tax_total", "total"]
+    )
+
+
+def invoices_number_and_save(*, tenant, assembled: list[AssembledInvoice]) -> list[Invoice]:
+    """Number, save and announce assembled invoices whose lines are saved (inside the caller's
+    transaction; the numbering lock is held from here until it commits)."""
     if not assembled:
         return []
     numbers = invoice_numbers_take(tenant=tenant, count=len(assembled))
@@ -325,12 +348,7 @@ def invoices_persist(*, tenant, assembled: list[AssembledInvoice]) -> list[Invoi
     for item, number in zip(assembled, numbers, strict=True):
         item.invoice.number = number
         invoices.append(item.invoice)
-    Invoice.objects.bulk_create(invoices)
-    InvoiceLine.objects.bulk_create([line for item in assembled for line in item.new_lines])
-    pending = [line for item in assembled for line in item.pending_lines]
-    rows_update(
-        InvoiceLine, pending, ["invoice", "position", "sub_total", "tax_rate", "tax_total", "total"]
-    )
+    fast_insert(Invoice, invoices)
     events = []
     for invoice in invoices:
         data = invoice_event_data(invoice)
@@ -339,6 +357,14 @@ def invoices_persist(*, tenant, assembled: list[AssembledInvoice]) -> list[Invoi
             events.append(("invoice.paid", data))
     emit_many(tenant=tenant, events=events)
     return invoices
+
+
+def invoices_persist(*, tenant, assembled: list[AssembledInvoice]) -> list[Invoice]:
+    """Number, save and announce assembled invoices in bulk (inside the caller's transaction)."""
+    if not assembled:
+        return []
+    invoice_lines_persist(assembled=assembled)
+    return invoices_number_and_save(tenant=tenant, assembled=assembled)
 
 
 def _voucher_lines(customer, currency: str) -> list[tuple]:
@@ -587,7 +613,7 @@ def payments_settle(
         Invoice.objects.filter(pk__in=paid_invoices).update(
             status=Status.PAID, paid=True, paid_at=at, amount_due=0, next_attempt_at=None
         )
-        Receipt.objects.bulk_create(receipts)
+        fast_insert(Receipt, receipts)
         tenants = Tenant.objects.in_bulk(list(events_by_tenant))
         for tenant_id, events in events_by_tenant.items():
             emit_many(tenant=tenants[tenant_id], events=events)

@@ -24,7 +24,15 @@ class QuotaAdmin(TenantScopedAdmin):
 
 @admin.register(QuotaExceedance)
 class QuotaExceedanceAdmin(TenantScopedAdmin):
-    list_display = ["code", "kind", "namespace", "period_start", "maximum", "attempted", "created_at"]
+    list_display = [
+        "code",
+        "kind",
+        "namespace",
+        "period_start",
+        "maximum",
+        "attempted",
+        "created_at",
+    ]
     list_filter = ["kind", "tenant"]
     search_fields = ["code", "namespace__name"]
     list_select_related = ["namespace"]

@@ -79,7 +79,7 @@ def buckets_take(takes: list[Take]) -> BucketAnswer:
         short, wait_ms = client.eval(
             _TAKE_SCRIPT,
             len(takes),
-            *[caches["default"].make_and_validate_key(take.key) for take in takes],
+            *[caches["default"].make_key(take.key) for take in takes],
             *arguments,
         )
         if short:

@@ -13,6 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import Max, Q, Sum
 from django.utils import timezone
 
@@ -69,52 +70,144 @@ class NamespaceLimits:
     plan_id: object = None
 
 
-def _billing_subscriptions(tenant, customer_ids) -> dict:
-    """{customer_id: (subscription_id, plan_id, period_start, period_end)}: the newest billing."""
-    found: dict = {}
-    for row in (
+@dataclass
+class LimitSources:
+    """What effective limits are made of, for a set of customers and namespaces."""
+
+    # {customer_id: (plan_id, period_start, period_end)} of the newest billing subscription.
+    subscriptions: dict
+    # {customer_id: [every subscription id]}: the rollups of a namespace carry one of them.
+    subscription_ids: dict
+    plan_limits: dict  # {plan_id: {(kind, code): limit}}
+    quota_specs: dict  # {namespace_id: [spec, ...]} of enabled quotas, oldest first
+    methods: dict  # {code: aggregation_method}
+
+
+_SOURCES_SQL = """
+WITH mine AS (
+    SELECT id, customer_id, plan_id, status, current_period_start, valid_until, created_at
+    FROM subscriptions_subscription
+    WHERE tenant_id = %(tenant)s AND customer_id = ANY(%(customers)s)
+), billing AS (
+    SELECT DISTINCT ON (customer_id) customer_id, plan_id, current_period_start, valid_until
+    FROM mine WHERE status = ANY(%(statuses)s) ORDER BY customer_id, created_at DESC
+)
+SELECT 's', b.customer_id, b.plan_id, b.current_period_start, b.valid_until, f.code, pl."limit",
+       NULL::uuid[]
+FROM billing b
+LEFT JOIN subscriptions_planlimit pl ON pl.plan_id = b.plan_id AND pl.tenant_id = %(tenant)s
+LEFT JOIN subscriptions_feature f ON f.id = pl.feature_id AND f.code = ANY(%(codes)s)
+UNION ALL
+SELECT 'a', customer_id, NULL, NULL, NULL, NULL, NULL, array_agg(id) FROM mine GROUP BY customer_id
+UNION ALL
+SELECT 'q', namespace_id, NULL, NULL, NULL, spec::text, NULL, NULL FROM (
+    SELECT namespace_id, spec FROM quotas_quota
+    WHERE tenant_id = %(tenant)s AND namespace_id = ANY(%(namespaces)s) AND NOT disable
+    ORDER BY created_at, id
+) q
+UNION ALL
+SELECT 'm', NULL, NULL, NULL, NULL, code, NULL, NULL FROM (
+    SELECT code || ' ' || aggregation_method AS code FROM subscriptions_metric
+    WHERE tenant_id = %(tenant)s AND code = ANY(%(codes)s)
+) m
+"""
+
+
+def _sources_postgresql(tenant, namespaces: dict, codes) -> LimitSources:
+    """One round trip on the ingestion hot path."""
+    import json
+
+    sources = LimitSources({}, {}, defaultdict(dict), defaultdict(list), {})
+    plan_rows = []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _SOURCES_SQL,
+            {
+                "tenant": tenant.pk,
+                "customers": list(set(namespaces.values())),
+                "statuses": list(BILLING_STATUSES),
+                "codes": list(codes),
+                "namespaces": list(namespaces),
+            },
+        )
+        rows = cursor.fetchall()
+    for kind, owner, plan_id, start, end, text, limit, ids in rows:
+        if kind == "s":
+            sources.subscriptions[owner] = (plan_id, start, end)
+            if text is not None:
+                plan_rows.append((plan_id, text, limit))
+        elif kind == "a":
+            sources.subscription_ids[owner] = list(ids)
+        elif kind == "q":
+            sources.quota_specs[owner].append(json.loads(text) or {})
+        else:
+            code, method = text.rsplit(" ", 1)
+            sources.methods[code] = method
+    for plan_id, code, limit in plan_rows:
+        if code in sources.methods:
+            kind = plan_limit_kind(sources.methods[code])
+            sources.plan_limits[plan_id][(kind, code)] = limit
+    return sources
+
+
+def _sources_orm(tenant, namespaces: dict, codes) -> LimitSources:
+    sources = LimitSources({}, defaultdict(list), defaultdict(dict), defaultdict(list), {})
+    for customer_id, pk, plan_id, start, end, status in (
         Subscription.objects.for_tenant(tenant)
-        .filter(customer_id__in=customer_ids, status__in=BILLING_STATUSES)
+        .filter(customer_id__in=set(namespaces.values()))
         .order_by("customer_id", "-created_at")
-        .values_list("customer_id", "id", "plan_id", "current_period_start", "valid_until")
+        .values_list(
+            "customer_id", "id", "plan_id", "current_period_start", "valid_until", "status"
+        )
     ):
-        found.setdefault(row[0], row[1:])
-    return found
+        sources.subscription_ids[customer_id].append(pk)
+        if status in BILLING_STATUSES and customer_id not in sources.subscriptions:
+            sources.subscriptions[customer_id] = (plan_id, start, end)
+    plan_ids = {row[0] for row in sources.subscriptions.values()}
+    rows = PlanLimit.objects.for_tenant(tenant).filter(plan_id__in=plan_ids)
+    if codes is not None:
+        rows = rows.filter(feature__code__in=codes)
+    plan_rows = list(rows.values_list("plan_id", "feature__code", "limit")) if plan_ids else []
+    metrics = Metric.objects.for_tenant(tenant)
+    if codes is not None:
+        metrics = metrics.filter(code__in=codes)
+    sources.methods = dict(metrics.values_list("code", "aggregation_method"))
+    for plan_id, code, limit in plan_rows:
+        if code in sources.methods:
+            kind = plan_limit_kind(sources.methods[code])
+            sources.plan_limits[plan_id][(kind, code)] = limit
+    quotas = Quota.objects.for_tenant(tenant).filter(
+        namespace_id__in=list(namespaces), disable=False
+    )
+    for namespace_id, spec in quotas.order_by("created_at", "id").values_list(
+        "namespace_id", "spec"
+    ):
+        sources.quota_specs[namespace_id].append(spec or {})
+    return sources
+
+
+def limit_sources(tenant, namespaces: dict, codes=None) -> LimitSources:
+    if codes is not None and connection.vendor == "postgresql":
+        return _sources_postgresql(tenant, namespaces, codes)
+    return _sources_orm(tenant, namespaces, codes)
 
 
 def limits_for_namespaces(
-    tenant, namespaces: dict, *, codes=None, at: dt.datetime | None = None
+    tenant, namespaces: dict, *, codes=None, at: dt.datetime | None = None, sources=None
 ) -> dict[object, NamespaceLimits]:
     """Effective limits of several namespaces at once: `namespaces` maps a namespace id to its
     customer id. `codes` narrows the metrics looked at (ingestion passes the batch's codes)."""
     at = at or timezone.now()
-    subscriptions = _billing_subscriptions(tenant, set(namespaces.values()))
-    plan_ids = {row[1] for row in subscriptions.values()}
-    plan_limits: dict = defaultdict(dict)
-    if plan_ids:
-        rows = PlanLimit.objects.for_tenant(tenant).filter(plan_id__in=plan_ids)
-        if codes is not None:
-            rows = rows.filter(feature__code__in=codes)
-        plan_rows = list(rows.values_list("plan_id", "feature__code", "limit"))
-        methods = dict(
-            Metric.objects.for_tenant(tenant)
-            .filter(code__in={code for _, code, _ in plan_rows})
-            .values_list("code", "aggregation_method")
-        )
-        for plan_id, code, limit in plan_rows:
-            if code in methods:
-                plan_limits[plan_id][(plan_limit_kind(methods[code]), code)] = limit
-    quotas = Quota.objects.for_tenant(tenant).filter(namespace_id__in=list(namespaces), disable=False)
-    by_namespace: dict = defaultdict(list)
-    for namespace_id, spec in quotas.order_by("created_at").values_list("namespace_id", "spec"):
-        by_namespace[namespace_id].append(spec or {})
+    sources = sources or limit_sources(tenant, namespaces, codes)
+    subscriptions, plan_limits = sources.subscriptions, sources.plan_limits
+    by_namespace = sources.quota_specs
 
     result = {}
     default_start, default_end = month_bounds(at)
     for namespace_id, customer_id in namespaces.items():
         subscription = subscriptions.get(customer_id)
         if subscription is not None:
-            _, plan_id, start, end = subscription
+            plan_id, start, end = subscription
             start, end = floor_hour(start), floor_hour(end)
         else:
             plan_id, start, end = None, default_start, default_end
@@ -161,23 +254,33 @@ def namespace_limits(namespace: Namespace, *, at=None) -> NamespaceLimits:
 # --- Usage of a metric in a namespace ------------------------------------------------------------
 
 
-def period_totals(
-    tenant_id, pairs: set[tuple[object, str]], start: dt.datetime, end: dt.datetime, methods: dict
-) -> dict[tuple[object, str], Decimal]:
-    """The quota-period aggregate of each (namespace id, code) over whole hours [start, end), read
-    from the rollups in one query (plus one per `latest`/`unique_count` metric)."""
+def period_aggregates(
+    tenant_id,
+    pairs: set[tuple[object, str]],
+    start: dt.datetime,
+    end: dt.datetime,
+    methods: dict,
+    *,
+    subscription_ids=None,
+) -> dict[tuple[object, str], Aggregate]:
+    """The combinable aggregate (count, sum, max, latest) of each (namespace id, code) over
+    whole hours [start, end), from the rollups in one query (plus one per `latest` metric).
+    Given the namespaces' customers' `subscription_ids`, the rollups' (tenant, subscription,
+    code, hour) index finds the rows."""
     if not pairs:
         return {}
-    namespace_ids = {ns for ns, _ in pairs}
-    codes = {code for _, code in pairs}
     totals = {pair: Aggregate() for pair in pairs}
     rollups = UsageRollup.objects.filter(
         tenant_id=tenant_id,
-        namespace_id__in=namespace_ids,
-        code__in=codes,
+        namespace_id__in={ns for ns, _ in pairs},
+        code__in={code for _, code in pairs},
         hour__gte=start,
         hour__lt=end,
     )
+    if subscription_ids is not None:
+        rollups = rollups.filter(
+            Q(subscription_id__in=list(subscription_ids)) | Q(subscription_id__isnull=True)
+        )
     for namespace_id, code, count, total, maximum in (
         rollups.values_list("namespace_id", "code")
         .annotate(count=Sum("event_count"), total=Sum("value_sum"), maximum=Max("value_max"))
@@ -185,11 +288,8 @@ def period_totals(
     ):
         if (namespace_id, code) in totals:
             totals[(namespace_id, code)].add(count, total, maximum)
-    result = {}
-    for pair, aggregate in totals.items():
-        namespace_id, code = pair
-        method = methods.get(code)
-        if method == Metric.AggregationMethod.LATEST:
+    for (namespace_id, code), aggregate in totals.items():
+        if methods.get(code) == Metric.AggregationMethod.LATEST:
             newest = (
                 rollups.filter(namespace_id=namespace_id, code=code, latest_at__isnull=False)
                 .order_by("-latest_at", "-latest_value")
@@ -198,10 +298,25 @@ def period_totals(
             )
             if newest:
                 aggregate.add(0, 0, None, *newest)
-        if method == Metric.AggregationMethod.UNIQUE_COUNT:
-            result[pair] = _unique_count(tenant_id, namespace_id, code, start, end)
-        else:
-            result[pair] = aggregate.quantity(method or Metric.AggregationMethod.SUM)
+    return totals
+
+
+def period_totals(
+    tenant_id, pairs: set[tuple[object, str]], start, end, methods: dict, *, subscription_ids=None
+) -> dict[tuple[object, str], Decimal]:
+    """The quota-period usage of each (namespace id, code) over whole hours [start, end)."""
+    unique = {
+        pair for pair in pairs if methods.get(pair[1]) == Metric.AggregationMethod.UNIQUE_COUNT
+    }
+    aggregates = period_aggregates(
+        tenant_id, pairs - unique, start, end, methods, subscription_ids=subscription_ids
+    )
+    result = {
+        pair: aggregate.quantity(methods.get(pair[1]) or Metric.AggregationMethod.SUM)
+        for pair, aggregate in aggregates.items()
+    }
+    for namespace_id, code in unique:
+        result[(namespace_id, code)] = _unique_count(tenant_id, namespace_id, code, start, end)
     return result
 
 
@@ -280,9 +395,7 @@ def hourly_usage(namespace: Namespace, metric: Metric, start, end) -> list[Hourl
             code=metric.code,
             hour__gte=first_whole,
             hour__lt=last_whole,
-        ).values_list(
-            "hour", "event_count", "value_sum", "value_max", "latest_at", "latest_value"
-        ):
+        ).values_list("hour", "event_count", "value_sum", "value_max", "latest_at", "latest_value"):
             hours[hour].add(count, total, maximum, latest_at, latest_value)
         raw = Q(timestamp__gte=start, timestamp__lt=first_whole) | Q(
             timestamp__gte=last_whole, timestamp__lt=end
@@ -346,9 +459,7 @@ def tenant_usage_summary(tenant, start, end) -> list[dict]:
     the namespace reports."""
     metrics = {m.code: m for m in Metric.objects.for_tenant(tenant)}
     pairs = (
-        UsageRollup.objects.filter(
-            tenant_id=tenant.pk, hour__gte=floor_hour(start), hour__lt=end
-        )
+        UsageRollup.objects.filter(tenant_id=tenant.pk, hour__gte=floor_hour(start), hour__lt=end)
         .values_list("namespace_id", "code")
         .distinct()
     )
@@ -449,7 +560,9 @@ def quota_report(namespace: Namespace, *, with_usage: bool, at=None) -> dict:
     current quota period's usage of each bound metric."""
     limits = namespace_limits(namespace, at=at)
     codes = {code for _, code in limits.maximums} | set(limits.api_limits)
-    metrics = {m.code: m for m in Metric.objects.for_tenant(namespace.tenant).filter(code__in=codes)}
+    metrics = {
+        m.code: m for m in Metric.objects.for_tenant(namespace.tenant).filter(code__in=codes)
+    }
     usage = {}
     if with_usage:
         usage = period_totals(

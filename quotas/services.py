@@ -2,12 +2,12 @@
 (a usage ingestion guard), plan transitions (run by a worker, optionally after staff approval),
 namespace payment methods with roles, add-ons, and charging with fallback to the secondary card.
 
-Enforcement is race-free: after the batch's events are inserted, and before commit, the guard
-takes one transaction-scoped lock per (namespace, metric) that a hard limit binds
-(`pg_advisory_xact_lock`, in key order, so two batches cannot deadlock), then reads the period's
-total. Whoever takes the lock second reads, in a fresh READ COMMITTED snapshot, everything the
-first committed, so concurrent clients can never take a namespace past its maximum. SQLite
-serialises writers itself (IMMEDIATE transactions)."""
+Enforcement is race-free: inside the ingestion transaction, before the insert, the guard takes
+one transaction-scoped lock per (namespace, metric) that a hard limit binds
+(`pg_advisory_xact_lock`, in key order, always before any rollup row lock, so batches cannot
+deadlock); after the insert it reads the period's total. Whoever takes the lock second reads, in
+a fresh READ COMMITTED snapshot, everything the first committed, so concurrent clients can never
+take a namespace past its maximum. SQLite serialises writers itself (IMMEDIATE transactions)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import hashlib
 import logging
 import uuid
 from collections import Counter, defaultdict
-from decimal import Decimal
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -36,11 +35,13 @@ from subscriptions import selectors as subscription_selectors
 from subscriptions import services as subscription_services
 from subscriptions.models import Metric, Subscription, SubscriptionItem, SubscriptionPlan
 from tenants.api.errors import Conflict, QuotaExceeded, flatten_validation_errors
+from usage.selectors import Aggregate
 from webhooks.services import emit
 
 logger = logging.getLogger(__name__)
 
 State = PlanTransition.State
+UNIQUE_COUNT = Metric.AggregationMethod.UNIQUE_COUNT
 Role = PaymentMethod.Role
 # A transition claimed by a worker that died is taken over after this long.
 PLAN_TRANSITION_CLAIM_TIMEOUT = dt.timedelta(minutes=10)
@@ -69,7 +70,9 @@ def quota_create(
                 spec=spec,
             )
     except IntegrityError:
-        raise Conflict(f"A quota named {name} already exists in namespace {namespace.name}.") from None
+        raise Conflict(
+            f"A quota named {name} already exists in namespace {namespace.name}."
+        ) from None
 
 
 @transaction.atomic
@@ -143,11 +146,11 @@ def _lock_namespace_metrics(tenant_id, pairs) -> None:
         )
 
 
-def _refuse(tenant, namespace_name, namespace_id, code, kind, limits, *, maximum, attempted, wait=None):
+def _refuse(
+    tenant, namespace_name, namespace_id, code, kind, limits, *, maximum, attempted, wait=None
+):
     if kind == "api_limits":
-        message = (
-            f"namespace {namespace_name} sends {code} events faster than its api limit allows"
-        )
+        message = f"namespace {namespace_name} sends {code} events faster than its api limit allows"
     else:
         message = (
             f"namespace {namespace_name} would exceed its {kind} quota for {code}: "
@@ -170,97 +173,179 @@ def _refuse(tenant, namespace_name, namespace_id, code, kind, limits, *, maximum
 
 def ingestion_guard(tenant, namespace_rows: dict, events: list) -> None:
     """usage.services.INGESTION_GUARDS entry: refuse (429) a batch that would take a namespace
-    past a hard limit or over its api rate. Runs inside the ingestion transaction, after insert."""
-    if not events:
-        return
-    namespaces = {}
-    names = {}
-    for namespace_id in {event.namespace_id for event in events}:
-        row = namespace_rows.get(namespace_id)
-        if row is not None:
-            namespaces[namespace_id], names[namespace_id] = row.customer_id, row.name
-    missing = {event.namespace_id for event in events} - set(namespaces)
+    past a hard limit or over its api rate. Called after insert, inside the ingestion
+    transaction; usage.services calls `ingestion_guard.prepare` before the insert when it can,
+    which keeps the reads, the token buckets and the locks out of the insert's row-lock window."""
+    ingestion_guard_prepare(tenant, namespace_rows, events)(events)
+
+
+def ingestion_guard_prepare(tenant, namespace_rows: dict, rows: list):
+    """Before insert: read the effective limits, take the api-limit tokens of every row and the
+    (namespace, metric) locks that hard limits need. Returns the check of the inserted rows."""
+    if not rows:
+        return _nothing_to_check
+    namespaces, names = {}, {}
+    for namespace_id in {row.namespace_id for row in rows}:
+        known = namespace_rows.get(namespace_id)
+        if known is not None:
+            namespaces[namespace_id], names[namespace_id] = known.customer_id, known.name
+    missing = {row.namespace_id for row in rows} - set(namespaces)
     if missing:
         for pk, name, customer_id in Namespace.objects.filter(pk__in=missing).values_list(
             "id", "name", "customer_id"
         ):
             namespaces[pk], names[pk] = customer_id, name
-    codes = {event.code for event in events}
-    limits = selectors.limits_for_namespaces(tenant, namespaces, codes=codes)
+    codes = {row.code for row in rows}
+    sources = selectors.limit_sources(tenant, namespaces, codes)
+    if not sources.quota_specs and not sources.plan_limits:
+        return _nothing_to_check
+    limits = selectors.limits_for_namespaces(tenant, namespaces, codes=codes, sources=sources)
+    guard = _Guard(tenant, names, namespaces, limits, sources)
+    guard.take_api_tokens(rows)
+    guard.lock(rows)
+    return guard.check
 
-    sent = Counter((event.namespace_id, event.code) for event in events)
-    takes, pairs = [], []
-    for (namespace_id, code), count in sorted(sent.items(), key=lambda item: str(item[0])):
-        api_limit = limits[namespace_id].api_limits.get(code)
-        if not api_limit:
-            continue
-        unit_seconds = selectors.API_LIMIT_UNITS[api_limit.get("unit", "per-second")]
-        rate = int(api_limit["rate"])
-        takes.append(
-            Take(
-                f"quota:api:{tenant.pk}:{namespace_id}:{code}",
-                rate_per_second=rate / unit_seconds,
-                burst=int(api_limit.get("burst") or rate),
-                tokens=count,
+
+def _nothing_to_check(inserted: list) -> None:
+    return None
+
+
+ingestion_guard.prepare = ingestion_guard_prepare
+
+
+class _Guard:
+    """One request's quota check: prepared before the insert, run on the rows inserted."""
+
+    def __init__(self, tenant, names, namespaces, limits, sources):
+        self.tenant, self.names, self.namespaces = tenant, names, namespaces
+        self.limits, self.sources = limits, sources
+
+    def take_api_tokens(self, rows) -> None:
+        sent = Counter((row.namespace_id, row.code) for row in rows)
+        takes, pairs = [], []
+        for (namespace_id, code), count in sorted(sent.items(), key=lambda item: str(item[0])):
+            api_limit = self.limits[namespace_id].api_limits.get(code)
+            if not api_limit:
+                continue
+            unit_seconds = selectors.API_LIMIT_UNITS[api_limit.get("unit", "per-second")]
+            rate = int(api_limit["rate"])
+            takes.append(
+                Take(
+                    f"quota:api:{self.tenant.pk}:{namespace_id}:{code}",
+                    rate_per_second=rate / unit_seconds,
+                    burst=int(api_limit.get("burst") or rate),
+                    tokens=count,
+                )
             )
-        )
-        pairs.append((namespace_id, code, rate, count))
-    answer = buckets_take(takes)
-    if not answer.taken:
-        namespace_id, code, rate, count = pairs[takes.index(answer.refused)]
+            pairs.append((namespace_id, code, rate, count))
+        answer = buckets_take(takes)
+        if not answer.taken:
+            namespace_id, code, rate, count = pairs[takes.index(answer.refused)]
+            self.refuse(
+                namespace_id,
+                code,
+                "api_limits",
+                maximum=rate,
+                attempted=count,
+                wait=answer.wait_seconds,
+            )
+
+    def binding(self, rows) -> dict:
+        """{(namespace id, code): {(kind, maximum)}} of the hard limits the rows count in."""
+        found: dict = defaultdict(set)
+        seen = set()
+        for row in rows:
+            key = (row.namespace_id, row.code, row.counted, row.timestamp)
+            if key in seen or not row.counted:
+                continue
+            seen.add(key)
+            limits = self.limits[row.namespace_id]
+            if not (limits.period_start <= row.timestamp < limits.period_end):
+                continue
+            for kind in selectors.HARD_KINDS:
+                maximum = limits.maximums.get((kind, row.code))
+                if maximum is not None and maximum != selectors.UNLIMITED:
+                    found[(row.namespace_id, row.code)].add((kind, maximum))
+        return found
+
+    def _periods(self, binding) -> dict:
+        by_period: dict = defaultdict(set)
+        for namespace_id, code in binding:
+            limits = self.limits[namespace_id]
+            by_period[(limits.period_start, limits.period_end)].add((namespace_id, code))
+        return by_period
+
+    def _subscription_ids(self, binding) -> set:
+        return {
+            pk
+            for customer_id in {self.namespaces[namespace_id] for namespace_id, _ in binding}
+            for pk in self.sources.subscription_ids.get(customer_id, ())
+        }
+
+    def lock(self, rows) -> None:
+        """Lock the bound (namespace, metric) pairs, then read their committed period usage:
+        every writer of a bound pair holds its lock until commit, so this reading plus what
+        this request inserts is the usage after it, without a read inside the insert's
+        row-lock window."""
+        binding = self.binding(rows)
+        _lock_namespace_metrics(self.tenant.pk, binding)
+        subscription_ids = self._subscription_ids(binding)
+        self.committed = {}
+        for (start, end), pairs in self._periods(binding).items():
+            self.committed.update(
+                selectors.period_aggregates(
+                    self.tenant.pk,
+                    pairs,
+                    start,
+                    end,
+                    self.sources.methods,
+                    subscription_ids=subscription_ids,
+                )
+            )
+
+    def check(self, inserted: list) -> None:
+        binding = self.binding(inserted)
+        if not binding:
+            return
+        methods = self.sources.methods
+        after = {}
+        for pair in binding:
+            before = self.committed.get(pair, Aggregate())
+            after[pair] = Aggregate(
+                before.count, before.total, before.maximum, before.latest_at, before.latest_value
+            )
+        for row in inserted:
+            aggregate = after.get((row.namespace_id, row.code))
+            limits = self.limits[row.namespace_id]
+            if aggregate is None or not row.counted:
+                continue
+            if limits.period_start <= row.timestamp < limits.period_end:
+                aggregate.add(1, row.measure or 0, row.measure, row.timestamp, row.measure)
+        unique = [pair for pair in binding if methods.get(pair[1]) == UNIQUE_COUNT]
+        for pair in sorted(binding, key=str):
+            if pair in unique:
+                limits = self.limits[pair[0]]
+                usage = selectors.period_totals(
+                    self.tenant.pk, {pair}, limits.period_start, limits.period_end, methods
+                )[pair]
+            else:
+                usage = after[pair].quantity(methods.get(pair[1]) or Metric.AggregationMethod.SUM)
+            for kind, maximum in sorted(binding[pair]):
+                if usage > maximum:
+                    self.refuse(*pair, kind, maximum=maximum, attempted=usage)
+
+    def refuse(self, namespace_id, code, kind, *, maximum, attempted, wait=None):
         _refuse(
-            tenant,
-            names[namespace_id],
+            self.tenant,
+            self.names[namespace_id],
             namespace_id,
             code,
-            "api_limits",
-            limits[namespace_id],
-            maximum=rate,
-            attempted=count,
-            wait=answer.wait_seconds,
+            kind,
+            self.limits[namespace_id],
+            maximum=maximum,
+            attempted=attempted,
+            wait=wait,
         )
-
-    binding: dict = defaultdict(list)
-    for event in events:
-        if not event.counted:
-            continue
-        namespace_limits = limits[event.namespace_id]
-        if not (namespace_limits.period_start <= event.timestamp < namespace_limits.period_end):
-            continue
-        for kind in selectors.HARD_KINDS:
-            maximum = namespace_limits.maximums.get((kind, event.code))
-            if maximum is not None and maximum != selectors.UNLIMITED:
-                binding[(event.namespace_id, event.code)].append((kind, maximum))
-    if not binding:
-        return
-    _lock_namespace_metrics(tenant.pk, binding)
-    methods = dict(
-        Metric.objects.for_tenant(tenant)
-        .filter(code__in={code for _, code in binding})
-        .values_list("code", "aggregation_method")
-    )
-    by_period: dict = defaultdict(set)
-    for namespace_id, code in binding:
-        namespace_limits = limits[namespace_id]
-        by_period[(namespace_limits.period_start, namespace_limits.period_end)].add(
-            (namespace_id, code)
-        )
-    for (start, end), pairs in by_period.items():
-        totals = selectors.period_totals(tenant.pk, pairs, start, end, methods)
-        for pair in sorted(pairs, key=str):
-            for kind, maximum in sorted(set(binding[pair])):
-                if totals[pair] > maximum:
-                    namespace_id, code = pair
-                    _refuse(
-                        tenant,
-                        names[namespace_id],
-                        namespace_id,
-                        code,
-                        kind,
-                        limits[namespace_id],
-                        maximum=maximum,
-                        attempted=totals[pair],
-                    )
 
 
 def quota_exceedance_record(
@@ -270,7 +355,7 @@ def quota_exceedance_record(
     Called after the refused request rolled back; returns whether it was announced now."""
     try:
         with transaction.atomic():
-            exceedance, created = QuotaExceedance.objects.get_or_create(
+            _, created = QuotaExceedance.objects.get_or_create(
                 tenant=tenant,
                 namespace_id=namespace_id,
                 code=code,
@@ -573,7 +658,9 @@ def plan_transition_create(
 def plan_transition_approve(*, transition: PlanTransition, user=None) -> PlanTransition:
     transition = PlanTransition.objects.select_for_update().get(pk=transition.pk)
     if transition.state != State.WAITING_FOR_APPROVAL:
-        raise Conflict(f"Only a transition waiting for approval can be approved ({transition.state}).")
+        raise Conflict(
+            f"Only a transition waiting for approval can be approved ({transition.state})."
+        )
     now = timezone.now()
     transition.state, transition.approved_by, transition.approved_at = State.CREATING, user, now
     transition.updated_at = now
@@ -588,7 +675,9 @@ def plan_transition_reject(
 ) -> PlanTransition:
     transition = PlanTransition.objects.select_for_update().get(pk=transition.pk)
     if transition.state != State.WAITING_FOR_APPROVAL:
-        raise Conflict(f"Only a transition waiting for approval can be rejected ({transition.state}).")
+        raise Conflict(
+            f"Only a transition waiting for approval can be rejected ({transition.state})."
+        )
     transition.approved_by = user
     _end(transition, State.FAILED, reason)
     return transition
@@ -603,7 +692,9 @@ def _end(transition: PlanTransition, state: str, reason: str = "") -> None:
     )
     emit(
         tenant=transition.tenant,
-        event_type="plan_transition.finished" if state == State.FINISHED else "plan_transition.failed",
+        event_type="plan_transition.finished"
+        if state == State.FINISHED
+        else "plan_transition.failed",
         data=plan_transition_event_data(transition),
     )
 
@@ -679,7 +770,9 @@ def _apply(transition: PlanTransition) -> None:
     method = None
     token = payload.pop("payment_provider_token", None)
     if token:
-        method = namespace_payment_method_create(namespace=namespace, role=Role.PRIMARY, token=token)
+        method = namespace_payment_method_create(
+            namespace=namespace, role=Role.PRIMARY, token=token
+        )
         payload["payment_method"] = method.name
         # The card token is spent: keep only the name of the payment method made from it.
         transition.payload = payload

@@ -11,6 +11,7 @@ whatever the races. SQLite (development) takes an ORM path with the same results
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import uuid
@@ -716,6 +717,14 @@ def _store(tenant, rows: list[EventRow], namespace_rows: dict, now: dt.datetime)
     """Insert the rows that are new (inside the caller's transaction); returns them."""
     if not rows:
         return []
+    # A guard with `prepare` does its reads and locks before the insert (outside the window in
+    # which the insert's rollup row locks serialise concurrent batches) and checks after it.
+    checks = [
+        guard.prepare(tenant, namespace_rows, rows)
+        if hasattr(guard, "prepare")
+        else functools.partial(guard, tenant, namespace_rows)
+        for guard in INGESTION_GUARDS
+    ]
     if _is_postgresql():
         inserted_ids = _insert_postgresql(tenant, rows, now)
     else:
@@ -723,8 +732,8 @@ def _store(tenant, rows: list[EventRow], namespace_rows: dict, now: dt.datetime)
     inserted = [r for r in rows if r.event_id in inserted_ids]
     for row in inserted:
         row.created_at = now
-    for guard in INGESTION_GUARDS:
-        guard(tenant, namespace_rows, inserted)
+    for check in checks:
+        check(inserted)
     return inserted
 
 
@@ -990,7 +999,23 @@ def usage_mark_billed(
     marked = 0
     post_invoice_numbers_by_sub = post_invoice_numbers_by_sub or {}
     post_codes = _post_invoice_codes(set(post_invoice_numbers_by_sub))
+    if not invoice_numbers_by_sub:
+        return marked
+    # One query finds the subscriptions that have anything to mark (most of a renewal batch has
+    # none); only those take their own UPDATE.
+    latest_end = max(periods[subscription_id][1] for subscription_id in invoice_numbers_by_sub)
+    with_unbilled = set(
+        UsageEvent.objects.filter(
+            subscription_id__in=list(invoice_numbers_by_sub),
+            renewal_order_reference__isnull=True,
+            timestamp__lt=latest_end,
+        )
+        .values_list("subscription_id", flat=True)
+        .distinct()
+    )
     for subscription_id, number in invoice_numbers_by_sub.items():
+        if subscription_id not in with_unbilled:
+            continue
         _, end = periods[subscription_id]
         unbilled = UsageEvent.objects.filter(
             subscription_id=subscription_id,

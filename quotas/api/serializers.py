@@ -25,9 +25,7 @@ class ApiLimitSerializer(serializers.Serializer):
 
 class QuotaSpecSerializer(serializers.Serializer):
     object_limits = serializers.DictField(child=MaximumSerializer(), required=False, default=dict)
-    resource_limits = serializers.DictField(
-        child=MaximumSerializer(), required=False, default=dict
-    )
+    resource_limits = serializers.DictField(child=MaximumSerializer(), required=False, default=dict)
     api_limits = serializers.DictField(child=ApiLimitSerializer(), required=False, default=dict)
 
     def validate(self, attrs):
@@ -44,7 +42,10 @@ class QuotaSpecSerializer(serializers.Serializer):
         if errors:
             raise serializers.ValidationError(errors)
         for code, api_limit in attrs.get("api_limits", {}).items():
-            attrs["api_limits"][code] = {**api_limit, "burst": api_limit.get("burst") or api_limit["rate"]}
+            attrs["api_limits"][code] = {
+                **api_limit,
+                "burst": api_limit.get("burst") or api_limit["rate"],
+            }
         return attrs
 
 

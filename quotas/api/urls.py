@@ -54,17 +54,13 @@ urlpatterns = [
     path(f"{payment_method}/secondary", views.MakeSecondaryView.as_view(), name="pm-secondary"),
     path(f"{payment_method}/swap-primary", views.SwapPrimaryView.as_view(), name="pm-swap"),
     path(f"{ns}/addon/subscribe", views.AddonSubscribeView.as_view(), name="addon-subscribe"),
-    path(
-        f"{ns}/addon/unsubscribe", views.AddonUnsubscribeView.as_view(), name="addon-unsubscribe"
-    ),
+    path(f"{ns}/addon/unsubscribe", views.AddonUnsubscribeView.as_view(), name="addon-unsubscribe"),
     path(
         f"{ns}/usage/invoices/custom_list",
         views.NamespaceInvoicesView.as_view(),
         name="namespace-invoices",
     ),
-    path(
-        f"{ns}/usage/invoice_pdf", views.NamespaceInvoicePdfView.as_view(), name="namespace-pdf"
-    ),
+    path(f"{ns}/usage/invoice_pdf", views.NamespaceInvoicePdfView.as_view(), name="namespace-pdf"),
     path(
         f"{ns}/subscriptions/custom_list",
         views.NamespaceSubscriptionsView.as_view(),

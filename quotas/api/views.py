@@ -129,9 +129,7 @@ class QuotaDetailView(NamespaceAPIView):
         quota.namespace = namespace
         return Response(s.QuotaSerializer(quota).data)
 
-    @extend_schema(
-        summary="Delete a quota", responses={204: None, **error_responses(404)}
-    )
+    @extend_schema(summary="Delete a quota", responses={204: None, **error_responses(404)})
     def delete(self, request, ns, name):
         services.quota_delete(quota=self.quota(self.namespace()))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -563,4 +561,3 @@ class NamespaceSubscriptionsView(NamespaceAPIView):
     def get(self, request, ns):
         rows = selectors.namespace_subscriptions(self.namespace())
         return Response(s.NamespaceSubscriptionListSerializer({"subscriptions": rows}).data)
-

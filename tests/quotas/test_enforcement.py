@@ -27,7 +27,9 @@ def test_the_event_that_reaches_the_maximum_is_accepted_and_the_next_refused(
 ):
     quota(namespace, resource_limits={"api_calls": {"maximum": 10}})
     for value in (4, 6):
-        accepted = api.post("/api/v1/events", event(subscription, "api_calls", value), format="json")
+        accepted = api.post(
+            "/api/v1/events", event(subscription, "api_calls", value), format="json"
+        )
         assert accepted.status_code == 201, accepted.content
     refused = api.post("/api/v1/events", event(subscription, "api_calls", 1), format="json")
     body = assert_error_body(refused, 429)

@@ -1,7 +1,5 @@
 """A plan transition travels from the API through Redis to a real Celery worker."""
 
-import pytest
-
 from invoicing.engine import billing_run
 from invoicing.models import Invoice
 from quotas.models import PlanTransition

@@ -100,7 +100,6 @@ def test_a_refused_token_and_other_tenants_are_refused(api, other_api, customer)
 
 
 def test_a_failing_primary_card_falls_back_to_the_secondary(api, tenant, customer, clock):
-    plan, price = make_plan(tenant, amount=1500, code_name="fallback")
     invoice_customer = customer
     _add(api, invoice_customer, "PRIMARY", token="tok_card_declined")
     secondary = _add(api, invoice_customer, "SECONDARY", token="tok_visa")
@@ -114,7 +113,9 @@ def test_a_failing_primary_card_falls_back_to_the_secondary(api, tenant, custome
     assert result.paid is True
     invoice.refresh_from_db()
     assert invoice.status == "paid"
-    payments = list(invoice.payments.order_by("created_at").values_list("status", "payment_method__name"))
+    payments = list(
+        invoice.payments.order_by("created_at").values_list("status", "payment_method__name")
+    )
     assert [status for status, _ in payments] == ["failed", "completed"]
     assert payments[1][1] == secondary
     # Charging again never charges twice.
@@ -131,7 +132,9 @@ def test_add_ons_subscribe_and_unsubscribe(api, tenant, clock):
     ns = customer.default_namespace.name
     clock.move_to(MID)
 
-    subscribed = api.post(f"/api/v1/namespaces/{ns}/addon/subscribe", {"addon": "backup"}, format="json")
+    subscribed = api.post(
+        f"/api/v1/namespaces/{ns}/addon/subscribe", {"addon": "backup"}, format="json"
+    )
     assert subscribed.status_code == 200, subscribed.content
     assert_matches_schema(subscribed, "post", "/api/v1/namespaces/{ns}/addon/subscribe")
     assert subscribed.json() == {
@@ -141,7 +144,9 @@ def test_add_ons_subscribe_and_unsubscribe(api, tenant, clock):
     }
     again = api.post(f"/api/v1/namespaces/{ns}/addon/subscribe", {"addon": "backup"}, format="json")
     assert again.status_code == 200
-    assert SubscriptionItem.objects.filter(subscription=subscription, item_type="addon").count() == 1
+    assert (
+        SubscriptionItem.objects.filter(subscription=subscription, item_type="addon").count() == 1
+    )
 
     listed = api.get(f"/api/v1/namespaces/{ns}/subscriptions/custom_list")
     assert_matches_schema(listed, "get", "/api/v1/namespaces/{ns}/subscriptions/custom_list")
@@ -152,9 +157,12 @@ def test_add_ons_subscribe_and_unsubscribe(api, tenant, clock):
     )
     assert unsubscribed.status_code == 200
     assert unsubscribed.json()["subscribed"] is False
-    assert api.get(f"/api/v1/namespaces/{ns}/subscriptions/custom_list").json()[
-        "subscriptions"
-    ][0]["addons"] == []
+    assert (
+        api.get(f"/api/v1/namespaces/{ns}/subscriptions/custom_list").json()["subscriptions"][0][
+            "addons"
+        ]
+        == []
+    )
     assert_error_body(
         api.post(f"/api/v1/namespaces/{ns}/addon/subscribe", {"addon": "basic"}, format="json"),
         400,

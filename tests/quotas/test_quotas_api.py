@@ -120,7 +120,9 @@ def test_effective_limits_are_plan_defaults_overlaid_by_enabled_quotas(
     plan_limit(subscription.plan, "vms", 3)
     quota(namespace, "tighter", resource_limits={"api_calls": {"maximum": 10}})
     quota(namespace, "off", disable=True, object_limits={"vms": {"maximum": 1}})
-    quota(namespace, "rate", api_limits={"api_calls": {"rate": 5, "burst": 5, "unit": "per-second"}})
+    quota(
+        namespace, "rate", api_limits={"api_calls": {"rate": 5, "burst": 5, "unit": "per-second"}}
+    )
     ingest(tenant, event(subscription, "api_calls", 4), event(subscription, "vms", 2))
 
     limits = api.get(f"/api/v1/namespaces/{namespace.name}/quota/limits")

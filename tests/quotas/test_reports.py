@@ -24,7 +24,10 @@ def _spread(tenant, subscription, values):
     first (partial) hour."""
     at = ANCHOR + dt.timedelta(minutes=5)
     for index, value in enumerate(values):
-        ingest(tenant, event(subscription, "api_calls", value, at=at + dt.timedelta(minutes=37 * index)))
+        ingest(
+            tenant,
+            event(subscription, "api_calls", value, at=at + dt.timedelta(minutes=37 * index)),
+        )
 
 
 def test_current_usage_with_amounts(api, tenant, namespace, subscription, calls, vms):
@@ -43,7 +46,12 @@ def test_current_usage_with_amounts(api, tenant, namespace, subscription, calls,
     assert [item["amount"] for item in fixed] == [1000]
     assert body["total_cost"] == 1013
     assert body["currency_code"] == "EUR"
-    bad = _post(api, namespace, "current_usage", {"from": "2026-03-02T00:00:00Z", "to": "2026-03-01T00:00:00Z"})
+    bad = _post(
+        api,
+        namespace,
+        "current_usage",
+        {"from": "2026-03-02T00:00:00Z", "to": "2026-03-01T00:00:00Z"},
+    )
     assert_error_body(bad, 400, errors=True)
 
 
@@ -54,7 +62,9 @@ def test_hourly_items_add_up_to_their_detail(api, tenant, namespace, subscriptio
     assert details.status_code == 200
     assert_matches_schema(details, "post", "/api/v1/namespaces/{ns}/usage_details")
     [detail] = details.json()["items"]
-    hourly = _post(api, namespace, "hourly_usage_details", {"query": detail["hourly_breakdown_query"]})
+    hourly = _post(
+        api, namespace, "hourly_usage_details", {"query": detail["hourly_breakdown_query"]}
+    )
     assert hourly.status_code == 200
     assert_matches_schema(hourly, "post", "/api/v1/namespaces/{ns}/hourly_usage_details")
     items = hourly.json()["items"]
