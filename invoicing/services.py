@@ -679,10 +679,15 @@ def payments_charge_many(*, payments: list[Payment], at: dt.datetime) -> None:
     batch path)."""
     if not payments:
         return
+    # The engine's payments carry their card already; load the others in one query.
     methods = {
-        m.pk: m
-        for m in PaymentMethod.objects.filter(pk__in={p.payment_method_id for p in payments})
+        p.payment_method_id: p.payment_method
+        for p in payments
+        if Payment.payment_method.is_cached(p) and p.payment_method is not None
     }
+    missing = {p.payment_method_id for p in payments} - set(methods)
+    if missing:
+        methods.update((m.pk, m) for m in PaymentMethod.objects.filter(pk__in=missing))
     requests = [
         ChargeRequest(
             p.tenant_id,

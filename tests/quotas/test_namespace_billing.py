@@ -114,7 +114,7 @@ def test_a_failing_primary_card_falls_back_to_the_secondary(api, tenant, custome
     invoice.refresh_from_db()
     assert invoice.status == "paid"
     payments = list(
-        invoice.payments.order_by("created_at").values_list("status", "payment_method__name")
+        invoice.payments.order_by("created_at", "id").values_list("status", "payment_method__name")
     )
     assert [status for status, _ in payments] == ["failed", "completed"]
     assert payments[1][1] == secondary
