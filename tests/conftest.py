@@ -69,3 +69,19 @@ def other_api(other_tenant) -> APIClient:
 @pytest.fixture
 def anonymous_api() -> APIClient:
     return APIClient()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_stray_test_database_sessions(django_db_setup, django_db_blocker):
+    """Threads of the browser tests' live server can hold a PostgreSQL session until the
+    interpreter exits, which would stop the test database from being dropped at the end."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )

@@ -6,6 +6,7 @@ import logging
 import time
 import urllib.error
 import urllib.request
+import uuid
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
@@ -52,34 +53,25 @@ def _json_safe(data: dict) -> dict:
     return json.loads(json.dumps(data, cls=DjangoJSONEncoder))
 
 
-_JSON_NATIVE = (str, int, float, bool, type(None))
-_django_json_default = DjangoJSONEncoder().default
+class _BatchEncoder(DjangoJSONEncoder):
+    """DjangoJSONEncoder's output, for the many payloads of one emit_many call: ids take the
+    short path, and each distinct date is formatted once."""
 
+    def __init__(self):
+        super().__init__()
+        self._formatted: dict = {}
 
-def _json_value(value):
-    kind = type(value)
-    if kind in _JSON_NATIVE:
-        return value
-    if kind is dict and all(type(key) is str for key in value):
-        return {key: _json_value(item) for key, item in value.items()}
-    if kind is list or kind is tuple:
-        return [_json_value(item) for item in value]
-    if isinstance(value, str):
-        return str.__str__(value)  # a str subclass (TextChoices) is encoded as its text
-    if isinstance(value, int) and not isinstance(value, bool):
-        return int(value)
-    if isinstance(value, dict | list | tuple | float | bool):
-        raise TypeError  # unusual keys or container subclasses: the encoder's own path
-    return _json_value(_django_json_default(value))
-
-
-def _json_ready(data: dict) -> dict:
-    """What `json.loads(json.dumps(data, cls=DjangoJSONEncoder))` returns (`_json_safe`), built
-    in one pass without the encoder calling back into Python for every date and id."""
-    try:
-        return _json_value(data)
-    except (TypeError, ValueError):
-        return _json_safe(data)
+    def default(self, o):
+        kind = type(o)
+        if kind is uuid.UUID:
+            return str(o)
+        if kind is dt.datetime or kind is dt.date:
+            key = (o, o.utcoffset() if kind is dt.datetime else None)
+            text = self._formatted.get(key)
+            if text is None:
+                text = self._formatted[key] = super().default(o)
+            return text
+        return super().default(o)
 
 
 def emit_many(*, tenant, events: list[tuple[str, dict]]) -> list[WebhookEvent]:
@@ -97,6 +89,7 @@ def emit_many(*, tenant, events: list[tuple[str, dict]]) -> list[WebhookEvent]:
     cache_tenant = WebhookEvent._meta.get_field("tenant").set_cached_value
     new_id = WebhookEvent._meta.pk.get_default
     values = {"tenant_id": tenant.pk, "created_at": now}
+    encode = _BatchEncoder().encode
     texts: dict = {}
     created, encoded = [], []
     for event_type, data in events:
@@ -104,11 +97,8 @@ def emit_many(*, tenant, events: list[tuple[str, dict]]) -> list[WebhookEvent]:
         # that share one payload (invoice.created and invoice.finalised) encode it once.
         text = texts.get(id(data))
         if text is None:
-            safe = _json_ready(data)
-            text = texts[id(data)] = json.dumps(safe)
-        else:
-            safe = json.loads(text)
-        values.update(id=new_id(), type=event_type, data=safe)
+            text = texts[id(data)] = encode(data)
+        values.update(id=new_id(), type=event_type, data=json.loads(text))
         event = WebhookEvent(*[values[name] for name in attnames])
         cache_tenant(event, tenant)
         created.append(event)
