@@ -157,31 +157,33 @@ def _price_in_use(price: Price) -> bool:
     return SubscriptionItem.objects.for_tenant(price.tenant).filter(price=price).exists()
 
 
-def metric_create(*, tenant, **fields) -> Metric:
+def _save_with_unique_code(instance, *, update_fields=None):
+    """Save a catalog row whose `code` is unique per tenant; a taken code is a 400 on `code`."""
     try:
         with transaction.atomic():
-            return Metric.objects.create(tenant=tenant, **fields)
+            instance.save(update_fields=update_fields)
     except IntegrityError:
-        raise ValidationError({"code": ["code is already used by another metric"]}) from None
+        noun = instance._meta.verbose_name
+        raise ValidationError({"code": [f"code is already used by another {noun}"]}) from None
+    return instance
+
+
+def _update_with_unique_code(instance, fields: dict):
+    for name, value in fields.items():
+        setattr(instance, name, value)
+    return _save_with_unique_code(instance, update_fields=list(fields) or None)
+
+
+def metric_create(*, tenant, **fields) -> Metric:
+    return _save_with_unique_code(Metric(tenant=tenant, **fields))
 
 
 def metric_update(*, metric: Metric, **fields) -> Metric:
-    for name, value in fields.items():
-        setattr(metric, name, value)
-    try:
-        with transaction.atomic():
-            metric.save(update_fields=list(fields) or None)
-    except IntegrityError:
-        raise ValidationError({"code": ["code is already used by another metric"]}) from None
-    return metric
+    return _update_with_unique_code(metric, fields)
 
 
 def feature_create(*, tenant, **fields) -> Feature:
-    try:
-        with transaction.atomic():
-            return Feature.objects.create(tenant=tenant, **fields)
-    except IntegrityError:
-        raise ValidationError({"code": ["code is already used by another feature"]}) from None
+    return _save_with_unique_code(Feature(tenant=tenant, **fields))
 
 
 @transaction.atomic
@@ -224,22 +226,11 @@ def plan_save(
 
 
 def voucher_create(*, tenant, **fields) -> Voucher:
-    try:
-        with transaction.atomic():
-            return Voucher.objects.create(tenant=tenant, **fields)
-    except IntegrityError:
-        raise ValidationError({"code": ["code is already used by another voucher"]}) from None
+    return _save_with_unique_code(Voucher(tenant=tenant, **fields))
 
 
 def voucher_update(*, voucher: Voucher, **fields) -> Voucher:
-    for name, value in fields.items():
-        setattr(voucher, name, value)
-    try:
-        with transaction.atomic():
-            voucher.save(update_fields=list(fields) or None)
-    except IntegrityError:
-        raise ValidationError({"code": ["code is already used by another voucher"]}) from None
-    return voucher
+    return _update_with_unique_code(voucher, fields)
 
 
 @transaction.atomic
