@@ -196,7 +196,9 @@ def main() -> None:
     tenant = seed(args.subscriptions)
     print(f"seeded {args.subscriptions} due subscriptions in {time.perf_counter() - started:.1f} s")
 
+    load_before = os.getloadavg()
     elapsed = race(args.workers, url)
+    load_after = os.getloadavg()
     invoices = Invoice.objects.filter(tenant=tenant).count()
     charges = Payment.objects.filter(tenant=tenant, status="completed").count()
     duplicates = (
@@ -207,6 +209,13 @@ def main() -> None:
         f"(including process start-up)"
     )
     print(f"renewals/s: {args.subscriptions / elapsed:,.0f}")
+    print(
+        "load average (1/5/15 min) before the race: "
+        + " ".join(f"{x:.2f}" for x in load_before)
+        + ", after: "
+        + " ".join(f"{x:.2f}" for x in load_after)
+        + f" ({os.cpu_count()} CPUs, shared)"
+    )
     print(f"invoices created: {invoices} (expected {args.subscriptions}; duplicates: {duplicates})")
     print(f"sandbox charges completed: {charges}")
     print(f"PDF renders/s: {pdf_rate(tenant, args.pdfs):,.0f}")

@@ -142,6 +142,7 @@ def fast_insert(
     table = _quote(model._meta.db_table)
     columns = ", ".join(_quote(f.column) for f in fields)
     connection.ensure_connection()
+    connection.validate_no_broken_transaction()
     with connection.wrap_database_errors:
         if ignore_conflicts:
             # COPY cannot skip conflicts: unnest one server-side bound array per column.
@@ -185,6 +186,7 @@ def rows_update(model, objects: list, fields: list[str], *, batch_size: int = 50
         f"FROM unnest({arrays}) AS v({names}) WHERE t.{_quote(pk.column)} = v.{_quote(pk.column)}"
     )
     connection.ensure_connection()
+    connection.validate_no_broken_transaction()
     for start in range(0, len(objects), batch_size):
         chunk = objects[start : start + batch_size]
         rows = _rows(chunk, columns, connection)

@@ -6,8 +6,11 @@ batch is one transaction, and the database allows one invoice per subscription p
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import importlib
 import logging
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.db import IntegrityError, transaction
@@ -26,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
 MAX_BATCH_COLLISIONS = 5
+GC_THRESHOLD = 50_000  # allocations between collections of the youngest generation
 # What renewals pick up (subscriptions.services.BILLABLE_STATUSES, restated so that this module
 # does not depend on the order SUBS's services import in).
 BILLABLE_STATUSES = ("active", "pending_cancel", "overdue_payment_open")
@@ -71,12 +75,39 @@ def _usage_hook(name: str):
     return None
 
 
+_gc_lock = threading.Lock()
+_gc_runs = 0
+_gc_thresholds: tuple = ()
+
+
+@contextmanager
+def _few_gc_pauses():
+    """A batch allocates hundreds of thousands of short-lived objects (rows, instances, event
+    payloads) that reference counting frees; at the default threshold (700 allocations) the
+    cyclic collector ran thousands of times per run, re-scanning everything alive (about 15%
+    of the run's CPU). Collect rarely while billing; the old thresholds come back after."""
+    global _gc_runs, _gc_thresholds
+    with _gc_lock:  # thresholds are per process: concurrent runs (threads) share one change
+        if _gc_runs == 0:
+            _gc_thresholds = gc.get_threshold()
+            gc.set_threshold(max(_gc_thresholds[0], GC_THRESHOLD), *_gc_thresholds[1:])
+        _gc_runs += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_runs -= 1
+            if _gc_runs == 0:
+                gc.set_threshold(*_gc_thresholds)
+
+
 def billing_run(*, at: dt.datetime | None = None, batch_size: int = BATCH_SIZE) -> BillingRunReport:
     report = BillingRunReport(at=at or timezone.now())
-    trials_end(at=report.at, report=report)
-    cancellations_apply(at=report.at, report=report)
-    renewals_run(at=report.at, report=report, batch_size=batch_size)
-    dunning_run(at=report.at, report=report, batch_size=batch_size)
+    with _few_gc_pauses():
+        trials_end(at=report.at, report=report)
+        cancellations_apply(at=report.at, report=report)
+        renewals_run(at=report.at, report=report, batch_size=batch_size)
+        dunning_run(at=report.at, report=report, batch_size=batch_size)
     logger.info(report.summary())
     return report
 
