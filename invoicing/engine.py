@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
-import importlib
 import logging
 import threading
 from contextlib import contextmanager
@@ -21,8 +20,11 @@ from billing_project.bulk import fast_insert, rows_update
 from customers.models import Customer
 from invoicing import services
 from invoicing.models import PERIOD_BILLING_REASONS, Invoice, Payment, PaymentMethod
-from subscriptions.models import Subscription, SubscriptionItem
+from subscriptions import services as subscription_services
+from subscriptions.models import Subscription
 from tenants.models import Tenant
+from usage import selectors as usage_selectors
+from usage import services as usage_services
 from webhooks.services import emit_many
 
 logger = logging.getLogger(__name__)
@@ -56,23 +58,6 @@ class BillingRunReport:
             f"{self.cancellations} cancellations, {self.changes_applied} changes applied, "
             f"{len(self.set_aside)} set aside"
         )
-
-
-def _subscriptions_hook(name: str):
-    from subscriptions import services as subscription_services
-
-    return getattr(subscription_services, name, None)
-
-
-def _usage_hook(name: str):
-    for module_name in ("usage.selectors", "usage.services"):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError:
-            continue
-        if hasattr(module, name):
-            return getattr(module, name)
-    return None
 
 
 _gc_lock = threading.Lock()
@@ -116,23 +101,17 @@ def billing_run(*, at: dt.datetime | None = None, batch_size: int = BATCH_SIZE) 
 
 
 def trials_end(*, at: dt.datetime, report: BillingRunReport) -> None:
-    end_trial = _subscriptions_hook("subscription_end_trial")
-    if end_trial is None:
-        return
     due = Subscription.objects.filter(status="trial_active", trial_ends_at__lte=at).order_by("id")
     for subscription in due.iterator():
         try:
             # It issues the first invoice and charges after its own commit, so no transaction here.
-            end_trial(subscription=subscription, at=at)
+            subscription_services.subscription_end_trial(subscription=subscription, at=at)
             report.trials_ended += 1
         except Exception as error:
             _set_aside(report, subscription, error)
 
 
 def cancellations_apply(*, at: dt.datetime, report: BillingRunReport) -> None:
-    apply = _subscriptions_hook("subscription_apply_scheduled_cancellation")
-    if apply is None:
-        return
     due = Subscription.objects.filter(
         status__in=BILLABLE_STATUSES, cancel_at__isnull=False, cancel_at__lte=at
     ).order_by("id")
@@ -145,7 +124,9 @@ def cancellations_apply(*, at: dt.datetime, report: BillingRunReport) -> None:
                     .first()
                 )
                 if subscription is not None:
-                    apply(subscription=subscription, at=at)
+                    subscription_services.subscription_apply_scheduled_cancellation(
+                        subscription=subscription, at=at
+                    )
                     report.cancellations += 1
         except Exception as error:
             _set_aside(report, Subscription(pk=pk), error)
@@ -159,60 +140,22 @@ def _set_aside(report: BillingRunReport, subscription, error: Exception) -> None
 # --- Renewals --------------------------------------------------------------------------------
 
 
-def _fallback_renewal_lines(subscription, items, period_start, period_end) -> list:
-    """Plan and add-on fees in advance, when subscriptions offers no renewal_lines."""
-    lines = []
-    for item in items:
-        if item.item_type not in ("plan", "addon"):
-            continue
-        if item.active_from and item.active_from > period_start:
-            continue
-        if item.active_to and item.active_to <= period_start:
-            continue
-        amount = billing_math.round_minor(item.unit_price * item.quantity, subscription.currency)
-        lines.append(
-            services.LineDraft(
-                description=f"{item.product.name} x {item.quantity}",
-                kind="subscription",
-                amount=amount,
-                quantity=item.quantity,
-                unit_price=item.unit_price,
-                tax_type=item.product.tax_type,
-                including_tax=item.price.including_tax,
-                period_start=period_start,
-                period_end=period_end,
-                subscription_item_id=item.pk,
-            )
-        )
-    return lines
-
-
 def _renewal_lines(subscriptions, periods: dict, report) -> dict:
-    """Fixed fees of each subscription's new period, keyed by subscription id; a subscription
-    whose lines cannot be computed is left out (and set aside)."""
-    many = _subscriptions_hook("renewal_lines_many")
-    if many is not None:
-        return many(subscriptions, periods)
-    one = _subscriptions_hook("renewal_lines")
+    """Fixed fees of each subscription's new period, keyed by subscription id. One query for the
+    batch; when that fails, each subscription is tried on its own so that the one at fault is
+    set aside (left out of the answer) instead of failing its batch."""
+    try:
+        with transaction.atomic():
+            return subscription_services.renewal_lines_many(subscriptions, periods)
+    except Exception:
+        logger.warning("Batch renewal lines failed; computing them one by one", exc_info=True)
     lines = {}
-    if one is not None:
-        for subscription in subscriptions:
-            try:
-                with transaction.atomic():
-                    lines[subscription.pk] = one(subscription, *periods[subscription.pk])
-            except Exception as error:
-                _set_aside(report, subscription, error)
-        return lines
-    items: dict = {}
-    for item in SubscriptionItem.objects.filter(
-        subscription_id__in=[s.pk for s in subscriptions]
-    ).select_related("product", "price"):
-        items.setdefault(item.subscription_id, []).append(item)
     for subscription in subscriptions:
         try:
-            lines[subscription.pk] = _fallback_renewal_lines(
-                subscription, items.get(subscription.pk, []), *periods[subscription.pk]
-            )
+            with transaction.atomic():
+                lines[subscription.pk] = subscription_services.renewal_lines(
+                    subscription, *periods[subscription.pk]
+                )
         except Exception as error:
             _set_aside(report, subscription, error)
     return lines
@@ -277,19 +220,21 @@ def _renew_batch(subscriptions, at, report, skip) -> tuple[list[Payment], list]:
     """Inside the batch's transaction: invoice the next period of each claimed subscription,
     advance it, and claim the charges of card customers. Returns (payments to charge, ids of
     card invoices that have no card to charge)."""
-    apply_change = _subscriptions_hook("subscription_apply_pending_change")
-    cancel = _subscriptions_hook("subscription_apply_scheduled_cancellation")
     renewable = []
     for subscription in subscriptions:
         try:
-            if subscription.cancel_at and subscription.cancel_at <= at and cancel is not None:
+            if subscription.cancel_at and subscription.cancel_at <= at:
                 with transaction.atomic():
-                    cancel(subscription=subscription, at=at)
+                    subscription_services.subscription_apply_scheduled_cancellation(
+                        subscription=subscription, at=at
+                    )
                 report.cancellations += 1
                 continue
-            if subscription.pending_change and apply_change is not None:
+            if subscription.pending_change:
                 with transaction.atomic():
-                    apply_change(subscription=subscription)
+                    subscription_services.subscription_apply_pending_change(
+                        subscription=subscription
+                    )
                 subscription.refresh_from_db()
                 report.changes_applied += 1
             renewable.append(subscription)
@@ -318,15 +263,9 @@ def _renew_batch(subscriptions, at, report, skip) -> tuple[list[Payment], list]:
     lines = _renewal_lines(renewable, periods, report)
     # Usage of the period that just closed is billed in arrears on the same invoice.
     closed = {s.pk: (s.current_period_start, s.valid_until) for s in renewable}
-    usage_lines_many = _usage_hook("usage_lines_many")
-    usage_lines = (
-        usage_lines_many(subscriptions=renewable, periods=closed) if usage_lines_many else {}
-    )
-    # Commitments of metered items are billed in advance for the new period (USAGE).
-    commit_lines_many = _usage_hook("commit_lines_many")
-    commit_lines = (
-        commit_lines_many(subscriptions=renewable, periods=periods) if commit_lines_many else {}
-    )
+    usage_lines = usage_selectors.usage_lines_many(subscriptions=renewable, periods=closed)
+    # Commitments of metered items are billed in advance for the new period.
+    commit_lines = usage_selectors.commit_lines_many(subscriptions=renewable, periods=periods)
     pending = services.pending_lines_for_update(s.pk for s in renewable)
     voucher_customers = _customers_with_vouchers({s.customer_id for s in renewable})
     methods = _payment_methods_for(renewable)
@@ -429,16 +368,14 @@ def _renew_batch(subscriptions, at, report, skip) -> tuple[list[Payment], list]:
         )
     # The usage just invoiced is marked with its invoice number, in this transaction, while the
     # subscriptions are held FOR UPDATE (ingestion cannot commit in between: USAGE).
-    mark_billed = _usage_hook("usage_mark_billed")
-    if mark_billed is not None:
-        mark_billed(
-            invoice_numbers_by_sub={
-                item.invoice.subscription_id: item.invoice.number
-                for assembled in assembled_by_tenant.values()
-                for item in assembled
-            },
-            periods=closed,
-        )
+    usage_services.usage_mark_billed(
+        invoice_numbers_by_sub={
+            item.invoice.subscription_id: item.invoice.number
+            for assembled in assembled_by_tenant.values()
+            for item in assembled
+        },
+        periods=closed,
+    )
     report.invoices += invoices
     report.renewals += len(advanced)
     return payments, no_card
@@ -447,8 +384,6 @@ def _renew_batch(subscriptions, at, report, skip) -> tuple[list[Payment], list]:
 def _customers_with_vouchers(customer_ids: set) -> set:
     from subscriptions.models import VoucherRedemption
 
-    if _subscriptions_hook("voucher_redemptions_consume") is None:
-        return set()
     return set(
         VoucherRedemption.objects.filter(customer_id__in=customer_ids, active=True).values_list(
             "customer_id", flat=True
@@ -466,7 +401,6 @@ def dunning_after_failure(*, invoice_ids: list, at: dt.datetime) -> None:
     `dunning_final_action`."""
     if not invoice_ids:
         return
-    set_overdue = _subscriptions_hook("subscription_set_overdue")
     invoices = Invoice.objects.filter(
         pk__in=invoice_ids, status=Invoice.Status.OPEN, subscription__isnull=False
     ).select_related("tenant", "subscription")
@@ -479,11 +413,10 @@ def dunning_after_failure(*, invoice_ids: list, at: dt.datetime) -> None:
                 base = invoice.finalised_at or at
                 invoice.next_attempt_at = base + dt.timedelta(days=int(retry_days[retries_done]))
                 invoice.save(update_fields=["next_attempt_at"])
-                if set_overdue is not None and invoice.subscription.status in (
-                    "active",
-                    "pending_cancel",
-                ):
-                    set_overdue(subscription=invoice.subscription)
+                if invoice.subscription.status in ("active", "pending_cancel"):
+                    subscription_services.subscription_set_overdue(
+                        subscription=invoice.subscription
+                    )
             else:
                 invoice.next_attempt_at = None
                 invoice.save(update_fields=["next_attempt_at"])
@@ -493,18 +426,9 @@ def dunning_after_failure(*, invoice_ids: list, at: dt.datetime) -> None:
 def _dunning_final_action(invoice: Invoice, at: dt.datetime) -> None:
     subscription = invoice.subscription
     if invoice.tenant.dunning_final_action == "cancel":
-        cancel = _subscriptions_hook("subscription_cancel_for_nonpayment")
-        if cancel is not None:
-            cancel(subscription=subscription, at=at)
-            return
+        subscription_services.subscription_cancel_for_nonpayment(subscription=subscription, at=at)
     else:
-        disable = _subscriptions_hook("subscription_disable_for_nonpayment")
-        if disable is not None:
-            disable(subscription=subscription)
-            return
-    set_overdue = _subscriptions_hook("subscription_set_overdue")
-    if set_overdue is not None and subscription.status in ("active", "pending_cancel"):
-        set_overdue(subscription=subscription)
+        subscription_services.subscription_disable_for_nonpayment(subscription=subscription)
 
 
 def dunning_run(*, at: dt.datetime, report: BillingRunReport, batch_size: int) -> None:
@@ -539,9 +463,9 @@ def dunning_run(*, at: dt.datetime, report: BillingRunReport, batch_size: int) -
         services.payments_charge_many(payments=payments, at=at)
         for payment, invoice in ((p, p.invoice) for p in payments):
             if payment.status == Payment.Status.COMPLETED:
-                recovered = _subscriptions_hook("subscription_payment_recovered")
-                if recovered is not None:
-                    recovered(subscription=invoice.subscription)
+                subscription_services.subscription_payment_recovered(
+                    subscription=invoice.subscription
+                )
         failed = [p.invoice_id for p in payments if p.status == Payment.Status.FAILED]
         report.charges_failed += len(failed) + len(no_card)
         dunning_after_failure(invoice_ids=failed + no_card, at=at)

@@ -371,12 +371,12 @@ def _voucher_lines(customer, currency: str) -> list[tuple]:
     """The customer's redeemable vouchers, consumed for this invoice (subscriptions owns them)."""
     from subscriptions import services as subscription_services
 
-    consume = getattr(subscription_services, "voucher_redemptions_consume", None)
-    if consume is None:
-        return []
+    consumed = subscription_services.voucher_redemptions_consume(
+        customer=customer, currency=currency
+    )
     return [
         (f"Voucher {redemption.voucher.code}", percentage, fixed_credit)
-        for redemption, percentage, fixed_credit in consume(customer=customer, currency=currency)
+        for redemption, percentage, fixed_credit in consumed
     ]
 
 
@@ -707,9 +707,7 @@ def _subscription_payment_recovered(invoice: Invoice, payment: Payment) -> None:
         return
     from subscriptions import services as subscription_services
 
-    recovered = getattr(subscription_services, "subscription_payment_recovered", None)
-    if recovered is not None:
-        recovered(subscription=invoice.subscription)
+    subscription_services.subscription_payment_recovered(subscription=invoice.subscription)
 
 
 # --- Refunds ---------------------------------------------------------------------------------
