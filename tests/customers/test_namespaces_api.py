@@ -100,3 +100,27 @@ def test_customer_create_with_a_taken_namespace_name_is_400(api, customer):
     )
     body = assert_error_body(response, 400, errors=True)
     assert body["errors"] == {"namespace": ["namespace name is already taken"]}
+
+
+def test_a_namespace_with_usage_cannot_be_deleted(api, tenant, customer):
+    from django.utils import timezone
+
+    from usage.models import UsageEvent
+
+    extra = api.post(
+        "/api/v1/namespaces", {"name": "team-a", "customer": str(customer.id)}, format="json"
+    )
+    assert extra.status_code == 201
+    UsageEvent.objects.create(
+        tenant=tenant,
+        event_id="evt-1",
+        code="api_calls",
+        customer=customer,
+        namespace_id=extra.json()["id"],
+        timestamp=timezone.now(),
+    )
+    response = api.delete("/api/v1/namespaces/team-a")
+    body = assert_error_body(response, 409)
+    assert "usage recorded" in body["message"][0]
+    assert Namespace.objects.filter(name="team-a").exists()
+    assert UsageEvent.objects.filter(event_id="evt-1").count() == 1

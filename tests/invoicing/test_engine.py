@@ -263,3 +263,27 @@ def test_invoice_numbers_stay_gapless_under_concurrency(tenant):
     assert errors == []
     numbers = sorted(Invoice.objects.values_list("number", flat=True))
     assert numbers == [f"INV-{n:06d}" for n in range(1, 41)]
+
+
+def test_a_subscription_whose_fees_cannot_be_computed_is_set_aside(tenant, monkeypatch):
+    customer = make_customer(tenant)
+    broken = make_subscription(customer, anchor=dt.datetime(2027, 1, 1, tzinfo=UTC))
+    healthy = make_subscription(customer, anchor=dt.datetime(2027, 1, 1, tzinfo=UTC))
+    from subscriptions import services as subscription_services
+
+    original = subscription_services._renewal_line
+
+    def renewal_line(item, period_start, period_end):
+        if item.subscription_id == broken.pk:
+            raise ValueError("tiers of this price do not start at 1")
+        return original(item, period_start, period_end)
+
+    monkeypatch.setattr(subscription_services, "_renewal_line", renewal_line)
+    report = billing_run(at=dt.datetime(2027, 2, 1, tzinfo=UTC))
+
+    assert (report.renewals, report.invoices) == (1, 1)
+    assert Invoice.objects.get().subscription_id == healthy.pk
+    assert [pk for pk, _ in report.set_aside] == [str(broken.pk)]
+    assert "tiers of this price" in report.set_aside[0][1]
+    broken.refresh_from_db()
+    assert broken.period_index == 0
