@@ -35,7 +35,6 @@ from subscriptions import selectors as subscription_selectors
 from subscriptions import services as subscription_services
 from subscriptions.models import Metric, Subscription, SubscriptionItem, SubscriptionPlan
 from tenants.api.errors import Conflict, QuotaExceeded, flatten_validation_errors
-from usage.selectors import Aggregate
 from webhooks.services import emit
 
 logger = logging.getLogger(__name__)
@@ -202,7 +201,6 @@ def ingestion_guard_prepare(tenant, namespace_rows: dict, rows: list):
     limits = selectors.limits_for_namespaces(tenant, namespaces, codes=codes, sources=sources)
     guard = _Guard(tenant, names, namespaces, limits, sources)
     guard.take_api_tokens(rows)
-    guard.lock(rows)
     return guard.check
 
 
@@ -282,45 +280,29 @@ class _Guard:
             for pk in self.sources.subscription_ids.get(customer_id, ())
         }
 
-    def lock(self, rows) -> None:
-        """Lock the bound (namespace, metric) pairs, then read their committed period usage:
-        every writer of a bound pair holds its lock until commit, so this reading plus what
-        this request inserts is the usage after it, without a read inside the insert's
-        row-lock window."""
-        binding = self.binding(rows)
+    def check(self, inserted: list) -> None:
+        """After the insert, lock the bound (namespace, metric) pairs and read their period usage,
+        which now includes this request's rows. Every writer of a pair takes its lock after its
+        own insert and holds it until commit, so the reading is the committed usage plus ours;
+        the lock is held only for this check and the commit, not for the insert."""
+        binding = self.binding(inserted)
+        if not binding:
+            return
+        methods = self.sources.methods
         _lock_namespace_metrics(self.tenant.pk, binding)
         subscription_ids = self._subscription_ids(binding)
-        self.committed = {}
+        after = {}
         for (start, end), pairs in self._periods(binding).items():
-            self.committed.update(
+            after.update(
                 selectors.period_aggregates(
                     self.tenant.pk,
                     pairs,
                     start,
                     end,
-                    self.sources.methods,
+                    methods,
                     subscription_ids=subscription_ids,
                 )
             )
-
-    def check(self, inserted: list) -> None:
-        binding = self.binding(inserted)
-        if not binding:
-            return
-        methods = self.sources.methods
-        after = {}
-        for pair in binding:
-            before = self.committed.get(pair, Aggregate())
-            after[pair] = Aggregate(
-                before.count, before.total, before.maximum, before.latest_at, before.latest_value
-            )
-        for row in inserted:
-            aggregate = after.get((row.namespace_id, row.code))
-            limits = self.limits[row.namespace_id]
-            if aggregate is None or not row.counted:
-                continue
-            if limits.period_start <= row.timestamp < limits.period_end:
-                aggregate.add(1, row.measure or 0, row.measure, row.timestamp, row.measure)
         unique = [pair for pair in binding if methods.get(pair[1]) == UNIQUE_COUNT]
         for pair in sorted(binding, key=str):
             if pair in unique:

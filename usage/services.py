@@ -717,8 +717,8 @@ def _store(tenant, rows: list[EventRow], namespace_rows: dict, now: dt.datetime)
     """Insert the rows that are new (inside the caller's transaction); returns them."""
     if not rows:
         return []
-    # A guard with `prepare` does its reads and locks before the insert (outside the window in
-    # which the insert's rollup row locks serialise concurrent batches) and checks after it.
+    # A guard with `prepare` reads what it can before the insert (limits, rate tokens) and
+    # returns the check that runs after it.
     checks = [
         guard.prepare(tenant, namespace_rows, rows)
         if hasattr(guard, "prepare")

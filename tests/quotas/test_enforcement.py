@@ -1,5 +1,6 @@
 import datetime as dt
 import threading
+import time
 
 import pytest
 import time_machine
@@ -120,7 +121,19 @@ def test_api_limits_bound_the_event_rate(api, namespace, subscription, calls):
 
 @postgresql_only
 @pytest.mark.django_db(transaction=True)
-def test_two_concurrent_clients_never_exceed_the_maximum(tenant):
+def test_two_concurrent_clients_never_exceed_the_maximum(tenant, monkeypatch):
+    from quotas import selectors as quota_selectors
+
+    read_usage = quota_selectors.period_aggregates
+
+    def slow_read(*args, **kwargs):
+        # Widen the gap between reading the usage and committing, so that without the quota's
+        # lock the two clients would both read stale usage and go over the maximum.
+        answer = read_usage(*args, **kwargs)
+        time.sleep(0.02)
+        return answer
+
+    monkeypatch.setattr(quota_selectors, "period_aggregates", slow_read)
     with time_machine.travel(NOW, tick=False):
         customer = make_customer(tenant, email="race@example.com")
         subscription = make_subscription(customer, anchor=ANCHOR)
