@@ -645,9 +645,20 @@ def subscription_start(
     return subscription
 
 
-@transaction.atomic
-def _start_paid(*, customer, plan, price, seat_number, payment_method, metadata, at):
-    start, end = billing_math.period_bounds(at, price.schedule, 0)
+def _subscription_create(
+    *,
+    customer,
+    plan,
+    price,
+    seat_number,
+    status,
+    started_at,
+    first_period_end,
+    metadata,
+    payment_method,
+    trial_ends_at=None,
+) -> Subscription:
+    """The new subscription anchored at `started_at`, with its items, announced."""
     subscription = Subscription.objects.create(
         tenant=customer.tenant,
         customer=customer,
@@ -656,17 +667,35 @@ def _start_paid(*, customer, plan, price, seat_number, payment_method, metadata,
         seat_number=seat_number,
         schedule=price.schedule,
         currency=price.currency,
-        status=Status.ACTIVE,
-        anchor=at,
+        status=status,
+        anchor=started_at,
         period_index=0,
-        current_period_start=start,
-        valid_until=end,
-        started_at=at,
-        metadata=metadata,
+        current_period_start=started_at,
+        valid_until=first_period_end,
+        started_at=started_at,
+        trial_ends_at=trial_ends_at,
+        metadata=metadata or {},
         payment_method=payment_method,
     )
     _create_items(subscription)
     _emit(subscription, "subscription.created")
+    return subscription
+
+
+@transaction.atomic
+def _start_paid(*, customer, plan, price, seat_number, payment_method, metadata, at):
+    start, end = billing_math.period_bounds(at, price.schedule, 0)
+    subscription = _subscription_create(
+        customer=customer,
+        plan=plan,
+        price=price,
+        seat_number=seat_number,
+        status=Status.ACTIVE,
+        started_at=at,
+        first_period_end=end,
+        metadata=metadata,
+        payment_method=payment_method,
+    )
     invoice = _invoicing().invoice_issue(
         customer=customer,
         currency=subscription.currency,
@@ -736,27 +765,18 @@ def subscription_start_trial(
         )
     at = _now(at)
     trial_end = at + dt.timedelta(days=days)
-    subscription = Subscription.objects.create(
-        tenant=customer.tenant,
+    return _subscription_create(
         customer=customer,
         plan=plan,
         price=price,
         seat_number=seat_number,
-        schedule=price.schedule,
-        currency=price.currency,
         status=Status.TRIAL_ACTIVE,
-        anchor=at,
-        period_index=0,
-        current_period_start=at,
-        valid_until=trial_end,
         started_at=at,
+        first_period_end=trial_end,
         trial_ends_at=trial_end,
-        metadata=metadata or {},
+        metadata=metadata,
         payment_method=method,
     )
-    _create_items(subscription)
-    _emit(subscription, "subscription.created")
-    return subscription
 
 
 @transaction.atomic
