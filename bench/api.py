@@ -17,18 +17,23 @@ import os
 import random
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
-BIN_DIR = Path(PYTHON).parent
-PG_SERVER = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (
+    BASE_DIR,
+    PYTHON,
+    free_port,
+    milliseconds,
+    recreate_database,
+    server_environment,
+    start_gunicorn,
+    stop,
+)
+
 BENCH_DB = "billing_bench"
 CUSTOMERS = 1000
 CONNECTIONS = 16
@@ -36,35 +41,6 @@ WARM_UP_SECONDS = 3
 DURATION_SECONDS = 10
 TARGET_DETAIL_P99_MS = 30.0
 TARGET_RATIO = 0.5
-
-
-def server_environment(redis_url: str | None) -> dict:
-    environment = {
-        **os.environ,
-        "DATABASE_URL": f"{PG_SERVER}/{BENCH_DB}",
-        "DEBUG": "false",
-        "BENCH_BARE_VIEW": "1",
-        "LOG_LEVEL": "WARNING",
-        # The bench measures the API's cost, not its limiter's verdicts: a limit it never reaches
-        # (the counting itself still happens on every request).
-        "RATE_LIMIT": "1000000000/m",
-        "CONN_MAX_AGE": "600",
-    }
-    environment.pop("TEST_DATABASE_NAME", None)
-    if redis_url:
-        environment["REDIS_URL"] = redis_url
-        environment["CACHE_KEY_PREFIX"] = "bench"
-    else:
-        environment.pop("REDIS_URL", None)
-    return environment
-
-
-def recreate_database() -> None:
-    import psycopg
-
-    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        connection.execute(f"CREATE DATABASE {BENCH_DB}")
 
 
 def migrate_and_seed(environment: dict) -> tuple[str, list[str]]:
@@ -123,53 +99,6 @@ print("\\n".join(str(c.pk) for c in customers))
 """
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_gunicorn(args, environment: dict, port: int) -> subprocess.Popen:
-    command = [
-        str(BIN_DIR / "gunicorn"),
-        "billing_project.wsgi:application",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(args.workers),
-        "--worker-class",
-        args.worker_class,
-        "--keep-alive",
-        "30",
-        "--log-level",
-        "warning",
-    ]
-    if args.worker_class == "gthread":
-        command += ["--threads", str(args.threads)]
-    server = subprocess.Popen(command, cwd=BASE_DIR, env=environment, start_new_session=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/bench/bare", timeout=2):
-                return server
-        except OSError:
-            if server.poll() is not None:
-                raise SystemExit("gunicorn exited during start-up") from None
-            time.sleep(0.2)
-    stop(server)
-    raise SystemExit("gunicorn did not answer within 30 s")
-
-
-def stop(server: subprocess.Popen) -> None:
-    if server.poll() is None:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=5)
-
-
 # wrk picks a random customer per request, so the detail scenario is not one cached row.
 WRK_SCRIPT = """
 ids = {%s}
@@ -179,11 +108,6 @@ request = function()
 end
 init = function(args) headers = {["X-BILLING-API-KEY"] = "%s"} end
 """
-
-
-def _milliseconds(value: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()
-    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
 def run_wrk(url: str, *, api_key: str | None, script: Path | None, seconds: int) -> dict:
@@ -202,8 +126,8 @@ def run_wrk(url: str, *, api_key: str | None, script: Path | None, seconds: int)
         raise SystemExit(f"wrk saw failures; not a valid measurement:\n{output}")
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
-        "p50": _milliseconds(re.search(r"\s50%\s+(\S+)", output).group(1)),
-        "p99": _milliseconds(re.search(r"\s99%\s+(\S+)", output).group(1)),
+        "p50": milliseconds(re.search(r"\s50%\s+(\S+)", output).group(1)),
+        "p99": milliseconds(re.search(r"\s99%\s+(\S+)", output).group(1)),
         "requests": int(re.search(r"(\d+) requests in", output).group(1)),
     }
 
@@ -223,9 +147,11 @@ def main() -> int:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
 
-    environment = server_environment(args.redis_url or None)
+    environment = server_environment(
+        BENCH_DB, redis_url=args.redis_url or None, cache_prefix="bench"
+    )
     started = time.monotonic()
-    recreate_database()
+    recreate_database(BENCH_DB)
     api_key, customer_ids = migrate_and_seed(environment)
     print(f"Seeded {len(customer_ids)} customers in {time.monotonic() - started:.1f} s.")
 
@@ -235,7 +161,13 @@ def main() -> int:
     script.write_text(WRK_SCRIPT % (", ".join(f'"{i}"' for i in sample), api_key))
 
     port = free_port()
-    server = start_gunicorn(args, environment, port)
+    server = start_gunicorn(
+        environment,
+        port,
+        workers=args.workers,
+        worker_class=args.worker_class,
+        threads=args.threads,
+    )
     base = f"http://127.0.0.1:{port}"
     scenarios = {
         "detail": (f"{base}/api/v1/customers/{customer_ids[0]}", api_key, script),

@@ -29,46 +29,32 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from api import _milliseconds, free_port, stop
+from common import (
+    BASE_DIR,
+    PG_SERVER,
+    PYTHON,
+    free_port,
+    load_average,
+    milliseconds,
+    recreate_database,
+    server_environment,
+    start_gunicorn,
+    stop,
+)
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
-BIN_DIR = Path(PYTHON).parent
-PG_SERVER = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
 BENCH_DB = "billing_bench_ingest"
 SUBSCRIPTIONS = 100
 COST_EVENTS = 1_000_000
 TARGETS = {"single": 1000.0, "batch": 20000.0, "ratio": 0.25, "costs_ms": 50.0}
 
 
-def server_environment(redis_url: str | None) -> dict:
-    environment = {
-        **os.environ,
-        "DATABASE_URL": f"{PG_SERVER}/{BENCH_DB}",
-        "DEBUG": "false",
-        "BENCH_BARE_VIEW": "1",
-        "LOG_LEVEL": "WARNING",
-        # Limits out of reach (still counted on every request, as in production).
-        "RATE_LIMIT": "1000000000/m",
-        "INGEST_RATE_LIMIT": "1000000000/m",
-        "CONN_MAX_AGE": "600",
-        "MAX_REQUEST_BODY_BYTES": str(20 * 1024 * 1024),
-    }
-    environment.pop("TEST_DATABASE_NAME", None)
-    if redis_url:
-        environment["REDIS_URL"] = redis_url
-        environment["CACHE_KEY_PREFIX"] = "bench-ingest"
-    else:
-        environment.pop("REDIS_URL", None)
-    return environment
-
-
-def recreate_database() -> None:
-    import psycopg
-
-    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        connection.execute(f"CREATE DATABASE {BENCH_DB}")
+def ingest_environment(redis_url: str | None) -> dict:
+    return server_environment(
+        BENCH_DB,
+        redis_url=redis_url,
+        cache_prefix="bench-ingest",
+        extra={"MAX_REQUEST_BODY_BYTES": str(20 * 1024 * 1024)},
+    )
 
 
 SEED_SCRIPT = """
@@ -165,37 +151,6 @@ def migrate_and_seed(environment: dict) -> dict:
     return json.loads(seeded.stdout.strip().splitlines()[-1])
 
 
-def start_gunicorn(args, environment: dict, port: int) -> subprocess.Popen:
-    command = [
-        str(BIN_DIR / "gunicorn"),
-        "billing_project.wsgi:application",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(args.workers),
-        "--worker-class",
-        "gthread",
-        "--threads",
-        str(args.threads),
-        "--keep-alive",
-        "30",
-        "--log-level",
-        "warning",
-    ]
-    server = subprocess.Popen(command, cwd=BASE_DIR, env=environment, start_new_session=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/bench/bare", timeout=2):
-                return server
-        except OSError:
-            if server.poll() is not None:
-                raise SystemExit("gunicorn exited during start-up") from None
-            time.sleep(0.2)
-    stop(server)
-    raise SystemExit("gunicorn did not answer within 30 s")
-
-
 # Every request carries new event ids (wrk thread number + counter), so nothing is a duplicate.
 LUA_COMMON = """
 subs = {%(subs)s}
@@ -262,8 +217,8 @@ def run_wrk(url: str, script: Path, *, connections: int, seconds: int, threads: 
         raise SystemExit(f"wrk saw failures; not a valid measurement:\n{output}")
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
-        "p50": _milliseconds(re.search(r"\s50%\s+(\S+)", output).group(1)),
-        "p99": _milliseconds(re.search(r"\s99%\s+(\S+)", output).group(1)),
+        "p50": milliseconds(re.search(r"\s50%\s+(\S+)", output).group(1)),
+        "p99": milliseconds(re.search(r"\s99%\s+(\S+)", output).group(1)),
         "requests": int(re.search(r"(\d+) requests in", output).group(1)),
     }
 
@@ -361,10 +316,6 @@ def load_cost_events(connection, seed: dict) -> str:
     return customer
 
 
-def load_average() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
 def main() -> int:
     import psycopg
 
@@ -381,8 +332,8 @@ def main() -> int:
         raise SystemExit("wrk is needed: apt-get install wrk")
 
     print(f"load average before: {load_average()} ({os.cpu_count()} CPUs)")
-    environment = server_environment(args.redis_url or None)
-    recreate_database()
+    environment = ingest_environment(args.redis_url or None)
+    recreate_database(BENCH_DB)
     seed = migrate_and_seed(environment)
     work = BASE_DIR / "var" / "bench_ingest"
     work.mkdir(parents=True, exist_ok=True)
@@ -400,7 +351,7 @@ def main() -> int:
             }
         )
     port = free_port()
-    server = start_gunicorn(args, environment, port)
+    server = start_gunicorn(environment, port, workers=args.workers, threads=args.threads)
     base = f"http://127.0.0.1:{port}"
     results: dict = {}
     database = psycopg.connect(f"{PG_SERVER}/{BENCH_DB}", autocommit=True)

@@ -18,14 +18,12 @@ import argparse
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ingest
-from api import free_port, stop
+from common import BASE_DIR, free_port, load_average, recreate_database, start_gunicorn, stop
 
 ingest.BENCH_DB = "billing_bench_quotas"
 TARGET_COST = 0.20
@@ -53,37 +51,6 @@ print(Quota.objects.count())
 """
 
 
-def start(args, environment: dict, port: int, wsgi: str) -> subprocess.Popen:
-    command = [
-        str(ingest.BIN_DIR / "gunicorn"),
-        wsgi,
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(args.workers),
-        "--worker-class",
-        "gthread",
-        "--threads",
-        str(args.threads),
-        "--keep-alive",
-        "30",
-        "--log-level",
-        "warning",
-    ]
-    server = subprocess.Popen(command, cwd=ingest.BASE_DIR, env=environment, start_new_session=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/bench/bare", timeout=2):
-                return server
-        except OSError:
-            if server.poll() is not None:
-                raise SystemExit("gunicorn exited during start-up") from None
-            time.sleep(0.2)
-    stop(server)
-    raise SystemExit("gunicorn did not answer within 30 s")
-
-
 def measure(args, environment, seed, script: Path, wsgi: str, name: str) -> float:
     run = f"{name}-{uuid.uuid4().hex[:8]}"
     template = ingest.LUA_BATCH % {
@@ -93,7 +60,9 @@ def measure(args, environment, seed, script: Path, wsgi: str, name: str) -> floa
         "customer": seed["customers"][0],
     }
     port = free_port()
-    server = start(args, environment, port, wsgi)
+    server = start_gunicorn(
+        environment, port, workers=args.workers, threads=args.threads, wsgi=wsgi
+    )
     url = f"http://127.0.0.1:{port}/api/v1/events/batch"
     try:
         script.write_text(template.replace(run, run + "w"))
@@ -121,12 +90,12 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    print(f"load average before: {ingest.load_average()} ({os.cpu_count()} CPUs)", flush=True)
-    environment = ingest.server_environment(args.redis_url or None)
+    print(f"load average before: {load_average()} ({os.cpu_count()} CPUs)", flush=True)
+    environment = ingest.ingest_environment(args.redis_url or None)
     environment["CACHE_KEY_PREFIX"] = "bench-quotas"
-    ingest.recreate_database()
+    recreate_database(ingest.BENCH_DB)
     seed = ingest.migrate_and_seed(environment)
-    script = ingest.BASE_DIR / "var" / "bench_ingest" / "quotas_batch.lua"
+    script = BASE_DIR / "var" / "bench_ingest" / "quotas_batch.lua"
     script.parent.mkdir(parents=True, exist_ok=True)
     print("batch POST /api/v1/events/batch, 1,000 events over 100 namespaces, 4 connections:")
     results = {
@@ -139,7 +108,7 @@ def main() -> int:
     }
     created = subprocess.run(
         [sys.executable, "-c", QUOTAS_SCRIPT],
-        cwd=ingest.BASE_DIR,
+        cwd=BASE_DIR,
         env={**environment, "DJANGO_SETTINGS_MODULE": "billing_project.settings"},
         check=True,
         capture_output=True,
@@ -157,7 +126,7 @@ def main() -> int:
     print(
         f"gunicorn gthread, {args.workers} workers x {args.threads} threads; PostgreSQL "
         f"{ingest.BENCH_DB}; cache {'Redis' if args.redis_url else 'in-process'}; load average "
-        f"after: {ingest.load_average()}"
+        f"after: {load_average()}"
     )
     for name in ("no-quota", "on"):
         cost = 1 - results[name] / baseline
