@@ -381,3 +381,42 @@ class SubscriptionItem(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.item_type} {self.product} x {self.quantity}"
+
+
+class Checkout(TenantOwnedModel):
+    """A quote (seed 001): one-off items and subscriptions for one customer, priced with tax,
+    then paid in one invoice that starts the subscriptions."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        PAYING = "paying"
+        PAID = "paid"
+
+    customer = models.ForeignKey(
+        "customers.Customer", on_delete=models.PROTECT, related_name="checkouts"
+    )
+    name = models.CharField(max_length=255, blank=True, default="")
+    slug = models.SlugField(max_length=255, blank=True, default="")
+    brand = models.CharField(max_length=64, default="default")
+    currency = models.CharField(max_length=3)
+    # [{description, amount, currency, include_tax, tax_type}]
+    items = models.JSONField(default=list, blank=True)
+    # [{plan: id, price: id, seat_number}]
+    subscriptions = models.JSONField(default=list, blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
+    invoice = models.ForeignKey(
+        "invoicing.Invoice", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    paid_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "slug"],
+                condition=~models.Q(slug=""),
+                name="checkout_slug_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name or str(self.id)

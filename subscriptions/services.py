@@ -8,6 +8,7 @@ invoice has committed, never inside it.
 """
 
 import datetime as dt
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -20,6 +21,7 @@ from billing_project import billing_math
 from customers.models import Customer
 from subscriptions import selectors
 from subscriptions.models import (
+    Checkout,
     Feature,
     Metric,
     PlanLimit,
@@ -710,6 +712,13 @@ def _start_paid(*, customer, plan, price, seat_number, payment_method, metadata,
 
 @transaction.atomic
 def _fail_start(subscription: Subscription, *, invoice, failure_reason: str | None) -> None:
+    _cancel_unpaid_start(subscription, failure_reason=failure_reason)
+    _invoicing().invoice_void(invoice=invoice, reason=f"First payment failed: {failure_reason}")
+
+
+def _cancel_unpaid_start(subscription: Subscription, *, failure_reason: str | None) -> None:
+    """End at once a subscription whose first payment failed (kept, not deleted: see
+    subscription_start)."""
     subscription = _lock(subscription)
     now = timezone.now()
     _transition(subscription, Status.CANCELLED)
@@ -721,7 +730,6 @@ def _fail_start(subscription: Subscription, *, invoice, failure_reason: str | No
     }
     _save(subscription, "status", "ended_at", "cancel_at", "metadata")
     SubscriptionItem.objects.filter(subscription=subscription).update(active_to=now)
-    _invoicing().invoice_void(invoice=invoice, reason=f"First payment failed: {failure_reason}")
     _emit(subscription, "subscription.cancelled")
 
 
@@ -1467,3 +1475,210 @@ def subscription_set_payment_method(*, subscription: Subscription, payment_metho
     _save(subscription, "payment_method")
     _emit(subscription, "subscription.updated")
     return subscription
+
+
+# --- Checkouts -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckoutSubscription:
+    plan: SubscriptionPlan
+    price: Price
+    seat_number: int
+
+
+def checkout_create(
+    *,
+    tenant,
+    customer: Customer,
+    items: list[dict],
+    subscriptions: list[CheckoutSubscription],
+    name: str = "",
+    slug: str = "",
+    brand: str = "default",
+) -> Checkout:
+    """Store a quote: every item and subscription price must be in one currency, the checkout's."""
+    _check_customer(customer)
+    if not items and not subscriptions:
+        raise ValidationError({"items": ["a checkout needs at least one item or subscription"]})
+    for index, wanted in enumerate(subscriptions):
+        if wanted.plan.is_addon:
+            raise ValidationError(
+                {f"subscriptions.{index}.plan": ["plan must not be an add-on plan"]}
+            )
+        _resolve_price(plan=wanted.plan, price=wanted.price, currency=None, schedule=None)
+    currencies = [item["currency"] for item in items] + [w.price.currency for w in subscriptions]
+    if len(set(currencies)) > 1:
+        raise ValidationError({"currency": ["all items and prices must be in one currency"]})
+    try:
+        with transaction.atomic():
+            return Checkout.objects.create(
+                tenant=tenant,
+                customer=customer,
+                name=name,
+                slug=slug,
+                brand=brand or "default",
+                currency=currencies[0],
+                items=items,
+                subscriptions=[
+                    {"plan": str(w.plan.pk), "price": str(w.price.pk), "seat_number": w.seat_number}
+                    for w in subscriptions
+                ],
+            )
+    except IntegrityError:
+        raise ValidationError({"slug": ["slug is already used by another checkout"]}) from None
+
+
+def _checkout_subscriptions(checkout: Checkout) -> list[CheckoutSubscription]:
+    plans = SubscriptionPlan.objects.for_tenant(checkout.tenant).in_bulk(
+        [wanted["plan"] for wanted in checkout.subscriptions]
+    )
+    prices = (
+        Price.objects.for_tenant(checkout.tenant)
+        .select_related("product")
+        .in_bulk([wanted["price"] for wanted in checkout.subscriptions])
+    )
+    return [
+        CheckoutSubscription(
+            plan=plans[_uuid(wanted["plan"])],
+            price=prices[_uuid(wanted["price"])],
+            seat_number=wanted["seat_number"],
+        )
+        for wanted in checkout.subscriptions
+    ]
+
+
+def _uuid(value):
+    import uuid
+
+    return uuid.UUID(str(value))
+
+
+def checkout_drafts(checkout: Checkout) -> list:
+    """The lines of the checkout's invoice, before tax: its items, then the first period of each
+    subscription, in advance."""
+    LineDraft = _invoicing().LineDraft
+    drafts = [
+        LineDraft(
+            description=item["description"],
+            kind="one_off",
+            amount=item["amount"],
+            unit_price=Decimal(item["amount"]),
+            tax_type=item.get("tax_type") or "standard",
+            including_tax=bool(item.get("include_tax")),
+        )
+        for item in checkout.items
+    ]
+    for wanted in _checkout_subscriptions(checkout):
+        drafts.append(
+            _line(
+                description=f"{wanted.plan.name} ({wanted.price.schedule}) x {wanted.seat_number}",
+                kind="subscription",
+                amount=item_fee(wanted.price, wanted.seat_number),
+                price=wanted.price,
+                quantity=wanted.seat_number,
+            )
+        )
+    return drafts
+
+
+def checkout_quote(checkout: Checkout, *, at: dt.datetime | None = None):
+    """The checkout priced as its invoice would be (taxed lines and totals), not saved."""
+    invoicing = _invoicing()
+    return invoicing.InvoiceAssembler(checkout.tenant, _now(at)).assemble(
+        customer=checkout.customer,
+        currency=checkout.currency,
+        drafts=checkout_drafts(checkout),
+        billing_reason="checkout",
+    )
+
+
+@dataclass(frozen=True)
+class CheckoutPaid:
+    checkout: Checkout
+    invoice: object
+    payment: object
+    subscriptions: list[Subscription]
+
+
+def checkout_pay(
+    *,
+    checkout: Checkout,
+    card_token: str | None = None,
+    payment_method=None,
+    at: dt.datetime | None = None,
+) -> CheckoutPaid:
+    """Issue the checkout's invoice, start its subscriptions (their first period is on that
+    invoice) and charge it. The charge runs after the commit; when it fails the invoice is
+    voided, the subscriptions are cancelled and the checkout can be paid again (402)."""
+    at = _now(at)
+    customer = checkout.customer
+    method = _resolve_payment_method(
+        customer=customer, payment_method=payment_method, card_token=card_token
+    )
+    if method is None:
+        raise ValidationError(
+            {"payment_method": ["payment_method or card_token is required to pay a checkout"]}
+        )
+    with transaction.atomic():
+        locked = Checkout.objects.select_for_update().get(pk=checkout.pk)
+        if locked.status != Checkout.Status.OPEN:
+            raise Conflict(f"The checkout is {locked.status} already.")
+        started = []
+        for wanted in _checkout_subscriptions(locked):
+            _, end = billing_math.period_bounds(at, wanted.price.schedule, 0)
+            started.append(
+                _subscription_create(
+                    customer=customer,
+                    plan=wanted.plan,
+                    price=wanted.price,
+                    seat_number=wanted.seat_number,
+                    status=Status.ACTIVE,
+                    started_at=at,
+                    first_period_end=end,
+                    metadata={"checkout": str(locked.pk)},
+                    payment_method=method,
+                )
+            )
+        invoice = _invoicing().invoice_issue(
+            customer=customer,
+            currency=locked.currency,
+            lines=checkout_drafts(locked),
+            billing_reason="checkout",
+            at=at,
+        )
+        locked.status, locked.invoice = Checkout.Status.PAYING, invoice
+        locked.save(update_fields=["status", "invoice"])
+    result = (
+        _invoicing().invoice_charge(invoice=invoice, payment_method=method, at=at)
+        if _needs_charge(invoice)
+        else None
+    )
+    with transaction.atomic():
+        locked = Checkout.objects.select_for_update().get(pk=checkout.pk)
+        if result is not None and not result.paid:
+            for subscription in started:
+                _cancel_unpaid_start(subscription, failure_reason=result.failure_reason)
+            _invoicing().invoice_void(
+                invoice=invoice, reason=f"Checkout payment failed: {result.failure_reason}"
+            )
+            locked.status, locked.invoice = Checkout.Status.OPEN, None
+            locked.save(update_fields=["status", "invoice"])
+            failure = result.failure_reason
+        else:
+            locked.status, locked.paid_at = Checkout.Status.PAID, at
+            locked.save(update_fields=["status", "paid_at"])
+            failure = None
+    if failure is not None:
+        raise PaymentRequired(
+            "The payment failed; the checkout was not paid.", extra={"failure_reason": failure}
+        )
+    invoice.refresh_from_db()
+    for subscription in started:
+        subscription.refresh_from_db()
+    return CheckoutPaid(
+        checkout=locked,
+        invoice=invoice,
+        payment=result.payment if result is not None else None,
+        subscriptions=started,
+    )

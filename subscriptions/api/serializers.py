@@ -11,6 +11,7 @@ from subscriptions.models import (
     Subscription,
     SubscriptionItem,
     SubscriptionPlan,
+    TaxType,
     Voucher,
     VoucherRedemption,
     price_rule_errors,
@@ -556,3 +557,66 @@ class CustomerLimitsSerializer(serializers.Serializer):
     limits = LimitSerializer(many=True)
     features = LimitsFeatureSerializer(many=True)
     user_count = serializers.IntegerField()
+
+
+# --- Checkouts -----------------------------------------------------------------------------------
+
+
+class CheckoutItemSerializer(serializers.Serializer):
+    description = serializers.CharField(max_length=255)
+    amount = serializers.IntegerField(min_value=0, help_text="Minor units.")
+    currency = CurrencyField()
+    include_tax = serializers.BooleanField(required=False, default=False)
+    tax_type = serializers.ChoiceField(choices=TaxType.choices, required=False, default="standard")
+
+
+class CheckoutSubscriptionSerializer(serializers.Serializer):
+    plan = serializers.CharField(help_text="The plan's id or code_name.")
+    price = serializers.UUIDField()
+    seat_number = serializers.IntegerField(required=False, default=1, min_value=1)
+
+
+class CheckoutCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    brand = serializers.CharField(max_length=64, required=False, default="default")
+    slug = serializers.SlugField(max_length=255, required=False, allow_blank=True, default="")
+    customer = serializers.UUIDField()
+    items = CheckoutItemSerializer(many=True, required=False, default=list)
+    subscriptions = CheckoutSubscriptionSerializer(many=True, required=False, default=list)
+
+
+class CheckoutLineSerializer(serializers.Serializer):
+    description = serializers.CharField()
+    kind = serializers.CharField()
+    quantity = DecimalStringField()
+    unit_price = DecimalStringField(allow_null=True)
+    sub_total = serializers.IntegerField()
+    tax_rate = DecimalStringField()
+    tax_total = serializers.IntegerField()
+    total = serializers.IntegerField()
+
+
+class CheckoutSerializer(serializers.Serializer):
+    """A checkout with its quote: the lines and totals its invoice has (or will have)."""
+
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    slug = serializers.CharField()
+    brand = serializers.CharField()
+    currency = serializers.CharField()
+    customer = serializers.UUIDField(source="customer_id")
+    status = serializers.CharField()
+    items = CheckoutItemSerializer(many=True)
+    subscriptions = CheckoutSubscriptionSerializer(many=True)
+    lines = CheckoutLineSerializer(many=True, source="quote.new_lines")
+    sub_total = serializers.IntegerField(source="quote.invoice.sub_total")
+    tax_total = serializers.IntegerField(source="quote.invoice.tax_total")
+    total = serializers.IntegerField(source="quote.invoice.total")
+    invoice = serializers.UUIDField(source="invoice_id", allow_null=True)
+    created_at = serializers.DateTimeField()
+    paid_at = serializers.DateTimeField(allow_null=True)
+
+
+class CheckoutPaySerializer(serializers.Serializer):
+    card_token = serializers.CharField(required=False, allow_null=True, max_length=255)
+    payment_method = serializers.UUIDField(required=False, allow_null=True)

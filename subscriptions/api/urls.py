@@ -11,6 +11,7 @@ router.register("subscription-plans", views.SubscriptionPlanViewSet, basename="s
 router.register("vouchers", views.VoucherViewSet, basename="voucher")
 router.register("subscriptions", views.SubscriptionViewSet, basename="subscription")
 router.register("subscription-items", views.SubscriptionItemViewSet, basename="subscription-item")
+router.register("checkouts", views.CheckoutViewSet, basename="checkout")
 
 customer_subscriptions = views.CustomerSubscriptionViewSet.as_view(
     {"get": "list", "post": "create"}

@@ -18,6 +18,9 @@ from subscriptions.api.serializers import (
     CancelSerializer,
     ChangePlanSerializer,
     ChangePriceSerializer,
+    CheckoutCreateSerializer,
+    CheckoutPaySerializer,
+    CheckoutSerializer,
     CustomerLimitsSerializer,
     ExtendSerializer,
     FeatureSerializer,
@@ -39,6 +42,7 @@ from subscriptions.api.serializers import (
     VoucherSerializer,
 )
 from subscriptions.models import (
+    Checkout,
     Feature,
     PlanLimit,
     Price,
@@ -688,3 +692,94 @@ class CustomerLimitsView(TenantAPIView):
     )
     def get(self, request, customer_id):
         return Response(selectors.customer_limits(customer=_customer(self)))
+
+
+# --- Checkouts -----------------------------------------------------------------------------------
+
+
+def _checkout_answer(checkout: Checkout) -> dict:
+    checkout.quote = services.checkout_quote(checkout)
+    return CheckoutSerializer(checkout).data
+
+
+def _checkout_paid_schema():
+    from invoicing.api.serializers import InvoiceSerializer, PaymentSerializer
+
+    return inline_serializer(
+        name="CheckoutPaid",
+        fields={
+            "invoice": InvoiceSerializer(),
+            "payment": PaymentSerializer(allow_null=True),
+            "subscriptions": SubscriptionSerializer(many=True),
+        },
+    )
+
+
+class CheckoutViewSet(mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """Checkouts (seed 001): a quote of one-off items and subscriptions, paid in one invoice."""
+
+    serializer_class = CheckoutSerializer
+    model = Checkout
+
+    def get_tenant_queryset(self, tenant):
+        return Checkout.objects.for_tenant(tenant).select_related("customer", "tenant")
+
+    @extend_schema(
+        summary="Fetch a checkout and its quote",
+        responses={200: CheckoutSerializer, **error_responses(404)},
+    )
+    def retrieve(self, request, pk=None):
+        return Response(_checkout_answer(self.get_object()))
+
+    @extend_schema(
+        summary="Create a checkout (a quote)",
+        request=CheckoutCreateSerializer,
+        responses={201: CheckoutSerializer, **error_responses(400)},
+    )
+    def create(self, request):
+        values = _validated(CheckoutCreateSerializer, request.data)
+        customer = Customer.objects.for_tenant(self.tenant).filter(pk=values["customer"]).first()
+        if customer is None:
+            raise serializers.ValidationError({"customer": ["customer is not a known customer"]})
+        wanted = [
+            services.CheckoutSubscription(
+                plan=_plan(self.tenant, entry["plan"], f"subscriptions.{index}.plan"),
+                price=_price(self.tenant, entry["price"], f"subscriptions.{index}.price"),
+                seat_number=entry["seat_number"],
+            )
+            for index, entry in enumerate(values["subscriptions"])
+        ]
+        checkout = services.checkout_create(
+            tenant=self.tenant,
+            customer=customer,
+            items=[dict(item) for item in values["items"]],
+            subscriptions=wanted,
+            name=values["name"],
+            slug=values["slug"],
+            brand=values["brand"],
+        )
+        return Response(_checkout_answer(checkout), status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Pay a checkout: issue its invoice, start its subscriptions, charge",
+        request=CheckoutPaySerializer,
+        responses={200: _checkout_paid_schema(), **error_responses(400, 402, 404, 409)},
+    )
+    @action(detail=True, methods=["post"])
+    def pay(self, request, pk=None):
+        from invoicing.api.serializers import InvoiceSerializer, PaymentSerializer
+
+        checkout = self.get_object()
+        values = _validated(CheckoutPaySerializer, request.data)
+        paid = services.checkout_pay(
+            checkout=checkout,
+            card_token=values.get("card_token"),
+            payment_method=_payment_method(checkout.customer, values.get("payment_method")),
+        )
+        return Response(
+            {
+                "invoice": InvoiceSerializer(paid.invoice).data,
+                "payment": PaymentSerializer(paid.payment).data if paid.payment else None,
+                "subscriptions": SubscriptionSerializer(paid.subscriptions, many=True).data,
+            }
+        )

@@ -101,8 +101,9 @@ class TenantScopedViewSet(ApiConventionsMixin, viewsets.GenericViewSet):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             # Schema generation has no request and no tenant: an empty queryset of the model
-            # (named by the serializer) is all it needs to type the path parameters.
-            return self.get_serializer_class().Meta.model.objects.none()
+            # (the view's `model`, else the serializer's) is all it needs to type the path.
+            model = getattr(self, "model", None) or self.get_serializer_class().Meta.model
+            return model.objects.none()
         queryset = self.get_tenant_queryset(self.tenant)
         if not getattr(queryset, "is_tenant_scoped", False):
             raise ImproperlyConfigured(

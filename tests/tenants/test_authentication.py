@@ -140,3 +140,33 @@ def test_a_changed_tenant_is_not_served_from_the_key_cache(api, tenant):
     tenant.save()
     clear_key = api._credentials["HTTP_X_BILLING_API_KEY"]
     assert api_key_for_clear_key(clear_key).tenant.name == "Renamed"
+
+
+def _every_operation():
+    """(method, path) of every operation in the OpenAPI document, path parameters filled in."""
+    from tests.openapi import openapi_document
+
+    operations = []
+    for template, item in openapi_document()["paths"].items():
+        path = re.sub(
+            r"\{([^}]+)\}",
+            lambda m: (
+                "1" if m.group(1) == "usage_reference" else "01a20000-0000-7000-8000-000000000000"
+            ),
+            template,
+        )
+        if template.startswith("/api/v1/no_auth/"):
+            continue  # the one operation the contract leaves open
+        for method in item:
+            if method in ("get", "post", "put", "patch", "delete"):
+                operations.append((method, path))
+    return operations
+
+
+@pytest.mark.parametrize("method,path", _every_operation())
+def test_every_operation_in_the_schema_refuses_a_missing_or_wrong_key(anonymous_api, method, path):
+    for client_key in (None, "bk_not-a-key"):
+        if client_key:
+            anonymous_api.credentials(HTTP_X_BILLING_API_KEY=client_key)
+        response = getattr(anonymous_api, method)(path, {}, format="json")
+        assert_error_body(response, 403)
