@@ -1,5 +1,8 @@
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.http import HttpResponse
+from django.template.response import TemplateResponse
 from rest_framework.exceptions import APIException, ValidationError
 
 from invoicing import pdf, services
@@ -112,22 +115,56 @@ class PaymentAdmin(TenantScopedAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.action(description="Refund selected payments (amount in the 'q' box; empty = all left)")
+    @admin.action(description="Refund selected payments…")
     def refund_payments(self, request, queryset):
-        # Staff type the amount in minor units into the changelist's search box before running.
-        raw = (request.POST.get("refund_amount") or request.GET.get("q") or "").strip()
-        for payment in queryset:
-            amount = int(raw) if raw.isdigit() else services.payment_refundable_amount(payment)
-            try:
-                services.refund_create(
-                    payment=payment,
-                    amount=amount,
-                    reason="Refunded by staff",
-                    billing_admin=request.user.get_username(),
-                )
-                self.message_user(request, f"Refunded {amount} {payment.currency} of {payment.pk}.")
-            except ValidationError as error:
-                self.message_user(request, f"{payment.pk}: {_error_text(error)}", messages.ERROR)
+        """Ask for the amount and reason first (an intermediate page), then refund each payment
+        through the refund service, which never refunds more than is left."""
+        if "apply" in request.POST:
+            form = RefundForm(request.POST)
+            if form.is_valid():
+                for payment in queryset:
+                    amount = form.cleaned_data["amount"] or services.payment_refundable_amount(
+                        payment
+                    )
+                    try:
+                        services.refund_create(
+                            payment=payment,
+                            amount=amount,
+                            reason=form.cleaned_data["reason"] or "Refunded by staff",
+                            billing_admin=request.user.get_username(),
+                        )
+                        self.message_user(
+                            request, f"Refunded {amount} {payment.currency} of {payment.pk}."
+                        )
+                    except ValidationError as error:
+                        self.message_user(
+                            request, f"{payment.pk}: {_error_text(error)}", messages.ERROR
+                        )
+                return None
+        else:
+            form = RefundForm()
+        return TemplateResponse(
+            request,
+            "admin/invoicing/payment/refund.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Refund payments",
+                "opts": self.model._meta,
+                "payments": queryset,
+                "form": form,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
+
+
+class RefundForm(forms.Form):
+    amount = forms.IntegerField(
+        min_value=1,
+        required=False,
+        help_text="In the currency's minor units (1818 = 18.18 EUR). Empty refunds all that is "
+        "left of each payment.",
+    )
+    reason = forms.CharField(max_length=255, required=False)
 
 
 @admin.register(Refund)
