@@ -1,7 +1,13 @@
 from rest_framework import serializers
 
 from customers.models import Customer, Namespace, validate_namespace_name
-from tenants.api.fields import CountryField, CurrencyField, DecimalStringField
+from tenants.api.fields import (
+    CountryField,
+    CurrencyField,
+    DecimalStringField,
+    decimal_text,
+    timestamp_text,
+)
 from tenants.api.serializers import FastOutputMixin
 
 
@@ -20,7 +26,7 @@ def _null_to_default(model_field_name: str):
     return default() if callable(default) else default
 
 
-class CustomerSerializer(FastOutputMixin, serializers.ModelSerializer):
+class CustomerSerializer(serializers.ModelSerializer):
     address = AddressSerializer(source="*", required=False)
     standard_tax_rate = DecimalStringField(
         required=False, allow_null=True, min_value=0, max_value=100
@@ -102,9 +108,39 @@ class CustomerSerializer(FastOutputMixin, serializers.ModelSerializer):
         return values
 
     def to_representation(self, instance):
-        data = super().to_representation(instance)
-        data["currency"] = instance.currency or None
-        return data
+        # Written out by hand: a page of 100 customers through DRF's field-by-field rendering
+        # cost ~10 ms; this is the same answer (tests compare it with the schema) in a tenth.
+        namespace = instance.default_namespace
+        return {
+            "id": str(instance.id),
+            "email": instance.email,
+            "name": instance.name,
+            "tax_number": instance.tax_number,
+            "standard_tax_rate": decimal_text(instance.standard_tax_rate),
+            "digital_tax_rate": decimal_text(instance.digital_tax_rate),
+            "billing_type": instance.billing_type,
+            "type": instance.type,
+            "reference": instance.reference,
+            "external_reference": instance.external_reference,
+            "address": {
+                "company_name": instance.company_name,
+                "street_line_one": instance.street_line_one,
+                "street_line_two": instance.street_line_two,
+                "city": instance.city,
+                "region": instance.region,
+                "country": instance.country,
+                "postcode": instance.postcode,
+            },
+            "locale": instance.locale,
+            "brand": instance.brand,
+            "invoice_format": instance.invoice_format,
+            "marketing_opt_in": instance.marketing_opt_in,
+            "metadata": instance.metadata,
+            "status": instance.status,
+            "currency": instance.currency or None,
+            "default_namespace": namespace.name if namespace is not None else None,
+            "created_at": timestamp_text(instance.created_at),
+        }
 
 
 class NamespaceSerializer(FastOutputMixin, serializers.ModelSerializer):

@@ -1,5 +1,6 @@
 """Serializer fields shared by every app: currency, country, decimal strings."""
 
+import datetime as dt
 from decimal import Decimal
 
 from rest_framework import serializers
@@ -45,10 +46,21 @@ class DecimalStringField(serializers.DecimalField):
         super().__init__(**kwargs)
 
     def to_representation(self, value):
-        if value is None:
-            return None
-        value = Decimal(value)
-        normalized = value.normalize()
-        if normalized == normalized.to_integral():
-            return str(normalized.quantize(Decimal(1)))
-        return format(normalized, "f")
+        return decimal_text(value)
+
+
+def decimal_text(value) -> str | None:
+    """A decimal as its shortest string: 19.5000 → "19.5", 15.0000 → "15"."""
+    if value is None:
+        return None
+    normalized = Decimal(value).normalize()
+    if normalized == normalized.to_integral():
+        return str(normalized.quantize(Decimal(1)))
+    return format(normalized, "f")
+
+
+def timestamp_text(value) -> str | None:
+    """An instant as the API writes it: RFC 3339 in UTC, to the second."""
+    if value is None:
+        return None
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
