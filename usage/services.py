@@ -517,6 +517,13 @@ def _resolve(tenant, drafts: list[_Draft], errors: _Errors) -> tuple[list[EventR
             )
         )
     namespace_rows = {row.id: row for key, row in namespaces.items() if isinstance(key, uuid.UUID)}
+    for row in rows:
+        # A customer's default namespace came with the customer: no second query for it.
+        customer = customers.get(row.customer_id)
+        if row.namespace_id not in namespace_rows and customer and customer[1] == row.namespace_id:
+            namespace_rows[row.namespace_id] = NamespaceRow(
+                row.namespace_id, customer[2], row.customer_id
+            )
     missing = {r.namespace_id for r in rows} - set(namespace_rows)
     if missing and INGESTION_GUARDS:
         namespace_rows.update(
