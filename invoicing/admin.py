@@ -1,11 +1,16 @@
+import datetime as dt
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import path
+from django.utils import timezone
 from rest_framework.exceptions import APIException, ValidationError
 
-from invoicing import pdf, services
+from invoicing import pdf, selectors, services
 from invoicing.models import Invoice, InvoiceLine, Payment, PaymentMethod, Refund
 from tenants.admin_base import TenantScopedAdmin
 
@@ -58,11 +63,42 @@ class InvoiceAdmin(TenantScopedAdmin):
     # Issued invoices are immutable documents: corrections are new documents.
     readonly_fields = [f.name for f in Invoice._meta.fields]
 
+    change_list_template = "admin/invoicing/invoice/change_list.html"
+
     def has_add_permission(self, request):
         return False
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def get_urls(self):
+        revenue = path(
+            "revenue/",
+            self.admin_site.admin_view(self.revenue_view),
+            name="invoicing_invoice_revenue",
+        )
+        return [revenue, *super().get_urls()]
+
+    def revenue_view(self, request):
+        """Revenue of the last twelve months: paid invoices per month and currency, of the
+        tenants the staff member may see."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        since = (timezone.now() - dt.timedelta(days=366)).replace(
+            day=1, hour=0, minute=0, second=0, microsecond=0
+        )
+        months = selectors.monthly_revenue(invoices=self.get_queryset(request), since=since)
+        largest = max((m.total for m in months), default=0) or 1
+        return TemplateResponse(
+            request,
+            "admin/invoicing/invoice/revenue.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Revenue",
+                "opts": self.model._meta,
+                "months": [(m, round(100 * m.total / largest)) for m in months],
+            },
+        )
 
     def _each(self, request, queryset, service, done: str):
         count = 0

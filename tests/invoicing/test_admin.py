@@ -66,3 +66,31 @@ def test_refund_action_never_refunds_more_than_is_left(staff_client, payment):
     assert payment.refunded_amount == 0
     shown = staff_client.get(CHANGELIST).content.decode()
     assert "must not exceed what is left to refund (2000)" in shown
+
+
+def test_revenue_chart_shows_paid_invoices_of_the_staff_members_tenants(
+    staff_client, tenant, other_tenant, payment
+):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    # A second paid invoice this month, one of another tenant, and an unpaid one: not counted.
+    customer = payment.customer
+    second = issue_invoice(customer, amounts=(1234,))
+    services.invoice_charge(invoice=second, payment_method=payment.payment_method)
+    issue_invoice(customer, amounts=(999,))
+    foreign = make_customer(other_tenant)
+    services.invoice_charge(
+        invoice=issue_invoice(foreign, amounts=(777,)), payment_method=make_card(foreign)
+    )
+
+    page = staff_client.get("/admin/invoicing/invoice/revenue/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    month = timezone.now().astimezone(dt.UTC).strftime("%Y-%m")
+    assert month in html
+    assert "€32.34" in html, "2000 + 1234 EUR cents, paid this month"
+    assert "€7.77" not in html and "€9.99" not in html
+    invoices_page = staff_client.get("/admin/invoicing/invoice/").content.decode()
+    assert 'href="/admin/invoicing/invoice/revenue/"' in invoices_page
