@@ -14,6 +14,7 @@ from django.utils import timezone
 from standardwebhooks import Webhook
 
 from billing_project.bulk import fast_insert
+from tenants.api.fields import timestamp_text
 from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 logger = logging.getLogger(__name__)
@@ -47,10 +48,6 @@ FIRST_RETRY_SECONDS = 30
 MAX_RETRY_SECONDS = 6 * 3600
 DELIVERY_TIMEOUT_SECONDS = 10
 DELIVERY_BATCH = 100
-
-
-def _json_safe(data: dict) -> dict:
-    return json.loads(json.dumps(data, cls=DjangoJSONEncoder))
 
 
 class _BatchEncoder(DjangoJSONEncoder):
@@ -149,7 +146,7 @@ def event_payload(event: WebhookEvent) -> str:
         {
             "id": str(event.id),
             "type": event.type,
-            "created_at": event.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "created_at": timestamp_text(event.created_at),
             "data": event.data,
         },
         separators=(",", ":"),

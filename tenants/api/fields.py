@@ -4,6 +4,7 @@ import datetime as dt
 from decimal import Decimal
 
 from rest_framework import serializers
+from rest_framework.settings import api_settings
 
 from billing_project.billing_math import is_valid_currency
 from tenants.countries import is_valid_country
@@ -63,4 +64,4 @@ def timestamp_text(value) -> str | None:
     """An instant as the API writes it: RFC 3339 in UTC, to the second."""
     if value is None:
         return None
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.astimezone(dt.UTC).strftime(api_settings.DATETIME_FORMAT)
