@@ -68,25 +68,31 @@ def seed_customers(tenant: Tenant) -> list[Customer]:
 def seed_catalog(tenant: Tenant) -> None:
     """A cloud product sold per seat (monthly or yearly, EUR; monthly JPY), a metered API price,
     features with limits, and an extra-storage add-on."""
-    from subscriptions.models import Metric, Price, Product, SubscriptionPlan
-    from subscriptions.services import feature_create, plan_save
+    from subscriptions.models import Price, SubscriptionPlan
+    from subscriptions.services import (
+        feature_create,
+        metric_create,
+        plan_save,
+        price_create,
+        product_create,
+    )
 
     if SubscriptionPlan.objects.for_tenant(tenant).filter(code_name="team").exists():
         return
-    platform = Product.objects.create(tenant=tenant, name="Cloud Platform", tax_type="digital")
-    monthly = Price.objects.create(
+    platform = product_create(tenant=tenant, name="Cloud Platform", tax_type="digital")
+    monthly = price_create(
         tenant=tenant, product=platform, amount=1900, currency="EUR", schedule="month"
     )
-    yearly = Price.objects.create(
+    yearly = price_create(
         tenant=tenant, product=platform, amount=19000, currency="EUR", schedule="year"
     )
-    monthly_jpy = Price.objects.create(
+    monthly_jpy = price_create(
         tenant=tenant, product=platform, amount=2500, currency="JPY", schedule="month"
     )
-    api_calls = Metric.objects.create(
+    api_calls = metric_create(
         tenant=tenant, name="API calls", code="api_calls", aggregation_method="count"
     )
-    metered = Price.objects.create(
+    metered = price_create(
         tenant=tenant,
         product=platform,
         amount=1,
@@ -111,8 +117,8 @@ def seed_catalog(tenant: Tenant) -> None:
         limits=[(storage, 100), (calls, 100_000)],
         prices=[monthly, yearly, monthly_jpy, metered],
     )
-    extra = Product.objects.create(tenant=tenant, name="Extra storage", tax_type="digital")
-    extra_monthly = Price.objects.create(
+    extra = product_create(tenant=tenant, name="Extra storage", tax_type="digital")
+    extra_monthly = price_create(
         tenant=tenant, product=extra, amount=500, currency="EUR", schedule="month"
     )
     plan_save(
@@ -171,11 +177,11 @@ def seed_subscriptions(tenant: Tenant) -> None:
 
 
 def _yearly_addon_price(tenant: Tenant, addon_plan):
-    from subscriptions.models import Price
+    from subscriptions.services import price_create
 
     price = addon_plan.prices.filter(currency="EUR", schedule="year").first()
     if price is None:
-        price = Price.objects.create(
+        price = price_create(
             tenant=tenant, product=addon_plan.product, amount=5000, currency="EUR", schedule="year"
         )
         addon_plan.prices.add(price)
@@ -211,7 +217,7 @@ def seed_usage(tenant: Tenant) -> None:
         code="storage_gb",
         defaults={"name": "Storage", "aggregation_method": "max", "unit_name": "GB"},
     )
-    storage_price = Price.objects.create(
+    storage_price = subscription_services.price_create(
         tenant=tenant,
         product=ada.price.product,
         amount=0,
