@@ -6,10 +6,7 @@ batch is one transaction, and the database allows one invoice per subscription p
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import logging
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.db import IntegrityError, transaction
@@ -31,7 +28,6 @@ logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
 MAX_BATCH_COLLISIONS = 5
-GC_THRESHOLD = 50_000  # allocations between collections of the youngest generation
 # What renewals pick up (subscriptions.services.BILLABLE_STATUSES, restated so that this module
 # does not depend on the order SUBS's services import in).
 BILLABLE_STATUSES = ("active", "pending_cancel", "overdue_payment_open")
@@ -60,39 +56,12 @@ class BillingRunReport:
         )
 
 
-_gc_lock = threading.Lock()
-_gc_runs = 0
-_gc_thresholds: tuple = ()
-
-
-@contextmanager
-def _few_gc_pauses():
-    """A batch allocates hundreds of thousands of short-lived objects (rows, instances, event
-    payloads) that reference counting frees; at the default threshold (700 allocations) the
-    cyclic collector ran thousands of times per run, re-scanning everything alive (about 15%
-    of the run's CPU). Collect rarely while billing; the old thresholds come back after."""
-    global _gc_runs, _gc_thresholds
-    with _gc_lock:  # thresholds are per process: concurrent runs (threads) share one change
-        if _gc_runs == 0:
-            _gc_thresholds = gc.get_threshold()
-            gc.set_threshold(max(_gc_thresholds[0], GC_THRESHOLD), *_gc_thresholds[1:])
-        _gc_runs += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_runs -= 1
-            if _gc_runs == 0:
-                gc.set_threshold(*_gc_thresholds)
-
-
 def billing_run(*, at: dt.datetime | None = None, batch_size: int = BATCH_SIZE) -> BillingRunReport:
     report = BillingRunReport(at=at or timezone.now())
-    with _few_gc_pauses():
-        trials_end(at=report.at, report=report)
-        cancellations_apply(at=report.at, report=report)
-        renewals_run(at=report.at, report=report, batch_size=batch_size)
-        dunning_run(at=report.at, report=report, batch_size=batch_size)
+    trials_end(at=report.at, report=report)
+    cancellations_apply(at=report.at, report=report)
+    renewals_run(at=report.at, report=report, batch_size=batch_size)
+    dunning_run(at=report.at, report=report, batch_size=batch_size)
     logger.info(report.summary())
     return report
 
@@ -176,7 +145,7 @@ def _payment_methods_for(subscriptions) -> dict:
         by_customer.setdefault(method.customer_id, method)
         by_id[method.pk] = method
     return {
-        s.pk: by_id.get(getattr(s, "payment_method_id", None)) or by_customer.get(s.customer_id)
+        s.pk: by_id.get(s.payment_method_id) or by_customer.get(s.customer_id)
         for s in subscriptions
     }
 
@@ -451,20 +420,20 @@ def dunning_run(*, at: dt.datetime, report: BillingRunReport, batch_size: int) -
             payments, no_card = [], []
             for invoice in invoices:
                 invoice.next_attempt_at = None
-                invoice.save(update_fields=["next_attempt_at"])
                 method = methods.get(invoice.subscription_id)
                 if method is None:
                     invoice.attempt_count += 1
-                    invoice.save(update_fields=["attempt_count"])
+                    invoice.save(update_fields=["next_attempt_at", "attempt_count"])
                     no_card.append(invoice.pk)
                     continue
+                invoice.save(update_fields=["next_attempt_at"])
                 payments.append(services.payment_claim(invoice=invoice, payment_method=method))
         report.dunning_retries += len(invoices)
         services.payments_charge_many(payments=payments, at=at)
-        for payment, invoice in ((p, p.invoice) for p in payments):
+        for payment in payments:
             if payment.status == Payment.Status.COMPLETED:
                 subscription_services.subscription_payment_recovered(
-                    subscription=invoice.subscription
+                    subscription=payment.invoice.subscription
                 )
         failed = [p.invoice_id for p in payments if p.status == Payment.Status.FAILED]
         report.charges_failed += len(failed) + len(no_card)

@@ -34,7 +34,7 @@ def monthly_revenue(*, invoices, since: dt.datetime) -> list[MonthlyRevenue]:
     )
     return [
         MonthlyRevenue(
-            month=row["month"].date() if isinstance(row["month"], dt.datetime) else row["month"],
+            month=row["month"].date(),
             currency=row["currency"],
             invoices=row["invoices"],
             total=row["total"] or 0,

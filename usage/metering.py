@@ -4,6 +4,7 @@ ingestion hot path and the SQL aggregation (usage.selectors) apply the same rule
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -56,6 +57,45 @@ class MetricRule:
             if raw is not None:
                 return as_decimal(raw)
         return value
+
+
+@dataclass
+class Aggregate:
+    """Count, sum, max and latest of a metric's measures: combinable, so rollup rows and raw
+    events add up to the same result (the SQL rollup upsert in usage.services combines alike)."""
+
+    count: int = 0
+    total: Decimal = Decimal(0)
+    maximum: Decimal | None = None
+    latest_at: dt.datetime | None = None
+    latest_value: Decimal | None = None
+
+    def add(self, count, total, maximum, latest_at=None, latest_value=None) -> None:
+        self.count += count or 0
+        self.total += Decimal(total or 0)
+        if maximum is not None and (self.maximum is None or maximum > self.maximum):
+            self.maximum = Decimal(maximum)
+        if latest_at is not None and (
+            self.latest_at is None
+            or latest_at > self.latest_at
+            or (
+                latest_at == self.latest_at
+                and latest_value is not None
+                and (self.latest_value is None or latest_value > self.latest_value)
+            )
+        ):
+            self.latest_at, self.latest_value = latest_at, latest_value
+
+    def quantity(self, method: str) -> Decimal:
+        if method == "count":
+            return Decimal(self.count)
+        if method == "sum":
+            return self.total
+        if method == "max":
+            return self.maximum if self.maximum is not None else Decimal(0)
+        if method == "latest":
+            return self.latest_value if self.latest_value is not None else Decimal(0)
+        raise ValueError(f"{method} is not combinable")
 
 
 def property_text(raw) -> str | None:

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from billing_project import billing_math
 from subscriptions.models import Metric, Price, Subscription, SubscriptionItem
+from usage.metering import Aggregate
 from usage.models import VALUE_DECIMAL_PLACES, VALUE_MAX_DIGITS, UsageEvent, UsageRollup
 from usage.services import BILLING_STATUSES
 
@@ -30,45 +31,6 @@ _ZERO = Decimal(0)
 _LINE_QUANTITY = Decimal("0.000001")  # invoice lines keep 6 decimal places of quantity
 _UNIT_PRICE = Decimal(10) ** -VALUE_DECIMAL_PLACES
 Rule = SubscriptionItem.CalcRuleType
-
-
-@dataclass
-class Aggregate:
-    """Count, sum, max and latest of a metric's measures: combinable, so rollup rows and raw
-    events add up to the same result."""
-
-    count: int = 0
-    total: Decimal = _ZERO
-    maximum: Decimal | None = None
-    latest_at: dt.datetime | None = None
-    latest_value: Decimal | None = None
-
-    def add(self, count, total, maximum, latest_at=None, latest_value=None) -> None:
-        self.count += count or 0
-        self.total += Decimal(total or 0)
-        if maximum is not None and (self.maximum is None or maximum > self.maximum):
-            self.maximum = Decimal(maximum)
-        if latest_at is not None and (
-            self.latest_at is None
-            or latest_at > self.latest_at
-            or (
-                latest_at == self.latest_at
-                and latest_value is not None
-                and (self.latest_value is None or latest_value > self.latest_value)
-            )
-        ):
-            self.latest_at, self.latest_value = latest_at, latest_value
-
-    def quantity(self, method: str) -> Decimal:
-        if method == Metric.AggregationMethod.COUNT:
-            return Decimal(self.count)
-        if method == Metric.AggregationMethod.SUM:
-            return self.total
-        if method == Metric.AggregationMethod.MAX:
-            return self.maximum if self.maximum is not None else _ZERO
-        if method == Metric.AggregationMethod.LATEST:
-            return self.latest_value if self.latest_value is not None else _ZERO
-        raise ValueError(f"{method} is not combinable")
 
 
 def _decimal_field() -> DecimalField:

@@ -22,7 +22,7 @@ from decimal import Decimal
 
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 from uuid6 import uuid7
@@ -30,7 +30,7 @@ from uuid6 import uuid7
 from customers.models import Customer, Namespace, UsageLimit
 from subscriptions.models import Metric, Subscription, SubscriptionItem
 from tenants.api.errors import Conflict
-from usage.metering import AGGREGATIONS_NEEDING_VALUE, MetricRule, as_decimal
+from usage.metering import AGGREGATIONS_NEEDING_VALUE, Aggregate, MetricRule, as_decimal
 from usage.models import (
     VALUE_DECIMAL_PLACES,
     VALUE_MAX_DIGITS,
@@ -308,14 +308,17 @@ def _as_uuid(text: str) -> uuid.UUID | None:
 
 
 def _customers(tenant, ids: set[uuid.UUID], references: set[str]) -> tuple[dict, dict]:
-    """({id: (status, default_namespace_id, default_namespace_name)}, {reference: id})"""
+    """({id: (status, default_namespace_id, default_namespace_name, has_usage_limits)},
+    {reference: id}). Whether a customer has usage limits rides along, so the post-ingestion
+    nudge (_usage_limits_nudge) costs no query of its own."""
     if not ids and not references:
         return {}, {}
     by_id, by_reference = {}, {}
     if _is_postgresql():
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT c.id, c.reference, c.status, c.default_namespace_id, n.name "
+                "SELECT c.id, c.reference, c.status, c.default_namespace_id, n.name, "
+                "EXISTS (SELECT 1 FROM customers_usagelimit l WHERE l.customer_id = c.id) "
                 "FROM customers_customer c "
                 "LEFT JOIN customers_namespace n ON n.id = c.default_namespace_id "
                 "WHERE c.tenant_id = %s AND (c.id = ANY(%s) OR c.reference = ANY(%s))",
@@ -329,12 +332,18 @@ def _customers(tenant, ids: set[uuid.UUID], references: set[str]) -> tuple[dict,
         rows = (
             Customer.objects.for_tenant(tenant)
             .filter(condition)
+            .annotate(has_limits=Exists(UsageLimit.objects.filter(customer_id=OuterRef("pk"))))
             .values_list(
-                "id", "reference", "status", "default_namespace_id", "default_namespace__name"
+                "id",
+                "reference",
+                "status",
+                "default_namespace_id",
+                "default_namespace__name",
+                "has_limits",
             )
         )
-    for pk, reference, status, namespace_id, namespace_name in rows:
-        by_id[pk] = (status, namespace_id, namespace_name)
+    for pk, reference, status, namespace_id, namespace_name, has_limits in rows:
+        by_id[pk] = (status, namespace_id, namespace_name, has_limits)
         if reference:
             by_reference.setdefault(reference, pk)
     return by_id, by_reference
@@ -398,8 +407,9 @@ def _billing_subscription_for(tenant, customer_codes: set[tuple[uuid.UUID, str]]
     }
 
 
-def _resolve(tenant, drafts: list[_Draft], errors: _Errors) -> tuple[list[EventRow], dict]:
-    """Check every reference of the parsed events; returns the rows and the namespaces used."""
+def _resolve(tenant, drafts: list[_Draft], errors: _Errors) -> tuple[list[EventRow], dict, set]:
+    """Check every reference of the parsed events; returns the rows, the namespaces used and
+    the ids of the customers that have usage limits."""
     codes = {d.code for d in drafts}
     metrics = _metric_rules(tenant, codes, lock=True)
     subscriptions = _subscriptions_locked(tenant, {d.subscription_id for d in drafts} - {None})
@@ -533,7 +543,8 @@ def _resolve(tenant, drafts: list[_Draft], errors: _Errors) -> tuple[list[EventR
                 if isinstance(k, uuid.UUID)
             }
         )
-    return rows, namespace_rows
+    limited = {pk for pk, customer in customers.items() if customer[3]}
+    return rows, namespace_rows, limited
 
 
 # --- Storing ------------------------------------------------------------------------------------
@@ -620,43 +631,18 @@ def _insert_postgresql(tenant, rows: list[EventRow], now: dt.datetime) -> set[st
         return {row[0] for row in cursor.fetchall()}
 
 
-def _rollup_groups(rows: list[EventRow]) -> dict[tuple, list]:
+def _rollup_groups(rows: list[EventRow]) -> dict[tuple, Aggregate]:
     """Python twin of the SQL rollup aggregate: {(subscription, namespace, code, hour): agg}."""
-    groups: dict[tuple, list] = {}
+    groups: dict[tuple, Aggregate] = {}
     for r in rows:
-        if not r.counted:
-            continue
-        key = (
-            r.subscription_id,
-            r.namespace_id,
-            r.code,
-            r.timestamp.replace(minute=0, second=0, microsecond=0),
-        )
-        agg = groups.get(key)
-        if agg is None:
-            groups[key] = [1, r.measure or Decimal(0), r.measure, r.timestamp, r.measure]
-            continue
-        agg[0] += 1
-        agg[1] += r.measure or 0
-        if r.measure is not None and (agg[2] is None or r.measure > agg[2]):
-            agg[2] = r.measure
-        if r.timestamp > agg[3] or (
-            r.timestamp == agg[3]
-            and r.measure is not None
-            and (agg[4] is None or r.measure > agg[4])
-        ):
-            agg[3], agg[4] = r.timestamp, r.measure
+        if r.counted:
+            key = (r.subscription_id, r.namespace_id, r.code, _hour(r.timestamp))
+            groups.setdefault(key, Aggregate()).add(1, r.measure, r.measure, r.timestamp, r.measure)
     return groups
 
 
-def _rollups_add_orm(tenant, groups: dict[tuple, list]) -> None:
-    for (subscription_id, namespace_id, code, hour), (
-        count,
-        total,
-        maximum,
-        latest_at,
-        latest,
-    ) in sorted(
+def _rollups_add_orm(tenant, groups: dict[tuple, Aggregate]) -> None:
+    for (subscription_id, namespace_id, code, hour), group in sorted(
         groups.items(), key=lambda item: (str(item[0][0]), str(item[0][1]), item[0][2], item[0][3])
     ):
         rollup, _ = UsageRollup.objects.get_or_create(
@@ -666,20 +652,20 @@ def _rollups_add_orm(tenant, groups: dict[tuple, list]) -> None:
             code=code,
             hour=hour,
         )
-        rollup.event_count += count
-        rollup.value_sum += total
-        if maximum is not None and (rollup.value_max is None or maximum > rollup.value_max):
-            rollup.value_max = maximum
-        if (
-            rollup.latest_at is None
-            or latest_at > rollup.latest_at
-            or (
-                latest_at == rollup.latest_at
-                and latest is not None
-                and (rollup.latest_value is None or latest > rollup.latest_value)
-            )
-        ):
-            rollup.latest_at, rollup.latest_value = latest_at, latest
+        merged = Aggregate(
+            rollup.event_count,
+            rollup.value_sum,
+            rollup.value_max,
+            rollup.latest_at,
+            rollup.latest_value,
+        )
+        merged.add(group.count, group.total, group.maximum, group.latest_at, group.latest_value)
+        rollup.event_count, rollup.value_sum, rollup.value_max = (
+            merged.count,
+            merged.total,
+            merged.maximum,
+        )
+        rollup.latest_at, rollup.latest_value = merged.latest_at, merged.latest_value
         rollup.save()
 
 
@@ -776,11 +762,10 @@ def events_ingest(*, tenant, events: list, batch: bool) -> IngestResult:
             seen.add(draft.event_id)
             unique.append(draft)
     with _ingestion_transaction():
-        rows, namespace_rows = _resolve(tenant, unique, errors)
+        rows, namespace_rows, limited = _resolve(tenant, unique, errors)
         errors.raise_if_any()
         inserted = _store(tenant, rows, namespace_rows, now)
-        if inserted:
-            _usage_limits_nudge(tenant, {r.customer_id for r in inserted})
+        _usage_limits_nudge({r.customer_id for r in inserted} & limited)
     return IngestResult(
         accepted=len(inserted), duplicates=len(events) - len(inserted), inserted=inserted, rows=rows
     )
@@ -859,7 +844,8 @@ def usages_create(*, subscription: Subscription, usages: list[dict]) -> list[Usa
                 )
             )
         _store(tenant, rows, {}, now)
-        _usage_limits_nudge(tenant, {subscription.customer_id})
+        if UsageLimit.objects.filter(customer_id=subscription.customer_id).exists():
+            _usage_limits_nudge({subscription.customer_id})
     return list(
         UsageEvent.objects.for_tenant(tenant)
         .filter(usage_reference__in=references)
@@ -969,13 +955,13 @@ def rollups_rebuild(*, tenant, codes: set[str], subscription_ids=None, hours=Non
                 namespace_id=ns,
                 code=code,
                 hour=hour,
-                event_count=count,
-                value_sum=total,
-                value_max=maximum,
-                latest_at=latest_at,
-                latest_value=latest,
+                event_count=group.count,
+                value_sum=group.total,
+                value_max=group.maximum,
+                latest_at=group.latest_at,
+                latest_value=group.latest_value,
             )
-            for (sub, ns, code, hour), (count, total, maximum, latest_at, latest) in groups.items()
+            for (sub, ns, code, hour), group in groups.items()
         ],
         batch_size=1000,
     )
@@ -1054,17 +1040,12 @@ def _post_invoice_codes(subscription_ids: set) -> dict:
 # --- Usage limits -------------------------------------------------------------------------------
 
 
-def _usage_limits_nudge(tenant, customer_ids: set) -> None:
-    """After an ingestion burst: evaluate the limits of the customers that have some, soon (at
-    most every 30 s each). One indexed query per request; the debounce lives in the cache."""
-    limited = set(
-        UsageLimit.objects.for_tenant(tenant)
-        .filter(customer_id__in=customer_ids)
-        .values_list("customer_id", flat=True)
-    )
+def _usage_limits_nudge(limited_customer_ids: set) -> None:
+    """After an ingestion burst: evaluate soon (at most every 30 s each) the limits of these
+    customers, which have some. No query: the debounce lives in the cache."""
     due = [
         str(customer_id)
-        for customer_id in limited
+        for customer_id in limited_customer_ids
         if cache.add(f"usage-limits:{customer_id}", 1, LIMIT_EVALUATION_DEBOUNCE_SECONDS)
     ]
     if not due:

@@ -2,6 +2,7 @@ from rest_framework import serializers
 
 from invoicing.models import Invoice, InvoiceLine, Payment, PaymentMethod, Receipt, Refund
 from tenants.api.fields import CurrencyField, DecimalStringField
+from tenants.api.schema import ErrorSerializer
 
 
 class InvoiceLineSerializer(serializers.ModelSerializer):
@@ -149,3 +150,7 @@ class CollectionCompleteSerializer(serializers.Serializer):
 class ChargeResultSerializer(serializers.Serializer):
     paid = serializers.BooleanField()
     failure_reason = serializers.CharField(allow_null=True)
+
+
+class ChargeFailedSerializer(type(ErrorSerializer), ChargeResultSerializer):
+    """The 402 of a failed charge: the error body with `paid` and `failure_reason` beside it."""

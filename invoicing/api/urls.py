@@ -11,46 +11,37 @@ router.register("receipts", views.ReceiptViewSet, basename="receipt")
 router.register("payment-methods", views.PaymentMethodViewSet, basename="payment-method")
 
 customer = "customers/<uuid:customer_id>/"
+customer_lists = {
+    "invoices": views.CustomerInvoiceViewSet,
+    "payments": views.CustomerPaymentViewSet,
+    "refunds": views.CustomerRefundViewSet,
+    "payment-methods": views.CustomerPaymentMethodViewSet,
+}
+payment_methods = views.CustomerPaymentMethodViewSet
+payment_method = f"{customer}payment-methods/<uuid:pm_id>"
+
 urlpatterns = [
     *router.urls,
-    path(
-        f"{customer}invoices",
-        views.CustomerInvoiceViewSet.as_view({"get": "list"}),
-        name="customer-invoices",
+    *(
+        path(f"{customer}{resource}", viewset.as_view({"get": "list"}), name=f"customer-{resource}")
+        for resource, viewset in customer_lists.items()
+    ),
+    *(
+        path(
+            f"{customer}payment-methods/{step}-collection",
+            payment_methods.as_view({"post": f"{step}_collection"}),
+            name=f"customer-payment-methods-{step}-collection",
+        )
+        for step in ("start", "complete")
     ),
     path(
-        f"{customer}payments",
-        views.CustomerPaymentViewSet.as_view({"get": "list"}),
-        name="customer-payments",
-    ),
-    path(
-        f"{customer}refunds",
-        views.CustomerRefundViewSet.as_view({"get": "list"}),
-        name="customer-refunds",
-    ),
-    path(
-        f"{customer}payment-methods",
-        views.CustomerPaymentMethodViewSet.as_view({"get": "list"}),
-        name="customer-payment-methods",
-    ),
-    path(
-        f"{customer}payment-methods/start-collection",
-        views.CustomerPaymentMethodViewSet.as_view({"post": "start_collection"}),
-        name="customer-payment-methods-start-collection",
-    ),
-    path(
-        f"{customer}payment-methods/complete-collection",
-        views.CustomerPaymentMethodViewSet.as_view({"post": "complete_collection"}),
-        name="customer-payment-methods-complete-collection",
-    ),
-    path(
-        f"{customer}payment-methods/<uuid:pm_id>",
-        views.CustomerPaymentMethodViewSet.as_view({"get": "retrieve", "delete": "destroy"}),
+        payment_method,
+        payment_methods.as_view({"get": "retrieve", "delete": "destroy"}),
         name="customer-payment-method-detail",
     ),
     path(
-        f"{customer}payment-methods/<uuid:pm_id>/default",
-        views.CustomerPaymentMethodViewSet.as_view({"post": "default"}),
+        f"{payment_method}/default",
+        payment_methods.as_view({"post": "default"}),
         name="customer-payment-method-default",
     ),
 ]

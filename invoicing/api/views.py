@@ -9,13 +9,14 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from customers.models import Customer
 from invoicing import pdf, services, xrechnung
 from invoicing.api.serializers import (
+    ChargeFailedSerializer,
     ChargeResultSerializer,
     CollectionCompleteSerializer,
     CollectionTokenSerializer,
@@ -115,15 +116,17 @@ class InvoiceViewSet(
                 xrechnung.invoice_xml(invoice), "application/xml", f"{invoice.number}.xml"
             )
         if document_format != "pdf":
-            from rest_framework.exceptions import ValidationError
-
             raise ValidationError({"format": ["format must be one of: pdf, xrechnung"]})
         return _file_response(pdf.invoice_pdf(invoice), "application/pdf", f"{invoice.number}.pdf")
 
     @extend_schema(
         summary="Charge the card on file for what is due",
         request=None,
-        responses={200: ChargeResultSerializer, **error_responses(402, 403, 404, 409)},
+        responses={
+            200: ChargeResultSerializer,
+            402: OpenApiResponse(ChargeFailedSerializer, description="The charge failed"),
+            **error_responses(403, 404, 409),
+        },
     )
     @action(detail=True, methods=["post"])
     def charge(self, request, pk=None):
@@ -299,14 +302,26 @@ class CustomerScopedMixin:
         return super().get_tenant_queryset(tenant).filter(customer=self.get_customer())
 
 
+def _customer_list_schema(serializer_class):
+    # The customer in the path may be unknown: these lists answer 404 too.
+    return extend_schema_view(
+        list=extend_schema(
+            responses={200: serializer_class(many=True), **error_responses(400, 403, 404)}
+        )
+    )
+
+
+@_customer_list_schema(InvoiceSerializer)
 class CustomerInvoiceViewSet(CustomerScopedMixin, InvoiceViewSet):
     pass
 
 
+@_customer_list_schema(PaymentSerializer)
 class CustomerPaymentViewSet(CustomerScopedMixin, PaymentViewSet):
     pass
 
 
+@_customer_list_schema(RefundSerializer)
 class CustomerRefundViewSet(CustomerScopedMixin, RefundViewSet):
     pass
 

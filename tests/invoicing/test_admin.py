@@ -1,9 +1,12 @@
 """Staff refund payments in the admin: the action asks for the amount first, then refunds
 through the service (never more than is left)."""
 
+import datetime as dt
+
 import pytest
 from django.contrib.admin import helpers
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from invoicing import services
 from invoicing.models import Payment, Refund
@@ -71,10 +74,6 @@ def test_refund_action_never_refunds_more_than_is_left(staff_client, payment):
 def test_revenue_chart_shows_paid_invoices_of_the_staff_members_tenants(
     staff_client, tenant, other_tenant, payment
 ):
-    import datetime as dt
-
-    from django.utils import timezone
-
     # A second paid invoice this month, one of another tenant, and an unpaid one: not counted.
     customer = payment.customer
     second = issue_invoice(customer, amounts=(1234,))

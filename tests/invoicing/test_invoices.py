@@ -13,6 +13,7 @@ from tests.invoicing.factories import (
     make_customer,
     make_subscription,
 )
+from tests.openapi import assert_error_body, assert_matches_schema
 
 UTC = dt.UTC
 
@@ -134,17 +135,37 @@ def test_invoice_detail_and_list_filters(api, tenant, other_api):
     customer = make_customer(tenant)
     invoice = issue_invoice(customer, amounts=(1000, 250))
     issue_invoice(make_customer(tenant))
-    body = api.get(f"/api/v1/invoices/{invoice.pk}").json()
+    detail = api.get(f"/api/v1/invoices/{invoice.pk}")
+    assert_matches_schema(detail, "get", "/api/v1/invoices/{id}")
+    body = detail.json()
     assert body["number"] == "INV-000001" and body["total"] == 1250
     assert [line["sub_total"] for line in body["lines"]] == [1000, 250]
     assert sum(line["total"] for line in body["lines"]) == body["total"]
-    listed = api.get("/api/v1/invoices", {"customer": str(customer.pk)}).json()
-    assert [i["id"] for i in listed["data"]] == [str(invoice.pk)]
+    listed = api.get("/api/v1/invoices", {"customer": str(customer.pk)})
+    assert_matches_schema(listed, "get", "/api/v1/invoices")
+    assert [i["id"] for i in listed.json()["data"]] == [str(invoice.pk)]
     assert api.get("/api/v1/invoices", {"status": "paid"}).json()["data"] == []
-    per_customer = api.get(f"/api/v1/customers/{customer.pk}/invoices").json()
-    assert len(per_customer["data"]) == 1
-    assert other_api.get(f"/api/v1/invoices/{invoice.pk}").status_code == 404
-    assert other_api.get(f"/api/v1/customers/{customer.pk}/invoices").status_code == 404
+    per_customer = api.get(f"/api/v1/customers/{customer.pk}/invoices")
+    assert_matches_schema(per_customer, "get", "/api/v1/customers/{customer_id}/invoices")
+    assert [i["id"] for i in per_customer.json()["data"]] == [str(invoice.pk)]
+    assert_error_body(other_api.get(f"/api/v1/invoices/{invoice.pk}"), 404)
+    foreign = other_api.get(f"/api/v1/customers/{customer.pk}/invoices")
+    assert_error_body(foreign, 404)
+    assert_matches_schema(foreign, "get", "/api/v1/customers/{customer_id}/invoices")
+
+
+@pytest.mark.parametrize("count", [1, 15])
+def test_invoice_list_runs_a_constant_number_of_queries(
+    api, tenant, count, django_assert_num_queries
+):
+    customer = make_customer(tenant)
+    for _ in range(count):
+        issue_invoice(customer, amounts=(1000, 250))
+    api.get("/api/v1/invoices")  # the key is resolved (and cached) and its use recorded once
+    # Two queries: the page, and the lines of its invoices.
+    with django_assert_num_queries(2):
+        response = api.get("/api/v1/invoices?limit=100")
+    assert [len(i["lines"]) for i in response.json()["data"]] == [2] * count
 
 
 def test_invoice_list_from_to(api, tenant):
@@ -179,10 +200,9 @@ def test_a_declined_charge_is_402_and_the_invoice_stays_open(api, tenant):
     make_card(customer, "tok_expired_card")
     invoice = issue_invoice(customer)
     response = api.post(f"/api/v1/invoices/{invoice.pk}/charge")
-    assert response.status_code == 402
-    body = response.json()
+    body = assert_error_body(response, 402)
+    assert_matches_schema(response, "post", "/api/v1/invoices/{id}/charge")
     assert body["paid"] is False and body["failure_reason"] == "expired_card"
-    assert body["statusCode"] == 402
     invoice.refresh_from_db()
     assert invoice.status == "open"
     assert Payment.objects.get().status == "failed"
@@ -198,8 +218,12 @@ def test_void_and_mark_paid_transitions(api, tenant):
     customer = make_customer(tenant)
     invoice = issue_invoice(customer)
     response = api.post(f"/api/v1/invoices/{invoice.pk}/void")
-    assert response.status_code == 200 and response.json()["status"] == "void"
-    assert api.post(f"/api/v1/invoices/{invoice.pk}/mark-paid").status_code == 409
+    assert_matches_schema(response, "post", "/api/v1/invoices/{id}/void")
+    body = response.json()
+    assert (body["status"], body["amount_due"], body["total"]) == ("void", 0, 1000)
+    refused = api.post(f"/api/v1/invoices/{invoice.pk}/mark-paid")
+    assert_error_body(refused, 409)
+    assert_matches_schema(refused, "post", "/api/v1/invoices/{id}/mark-paid")
     assert api.post(f"/api/v1/invoices/{invoice.pk}/charge").status_code == 409
     assert api.post(f"/api/v1/invoices/{invoice.pk}/void").status_code == 409
 

@@ -3,6 +3,7 @@ import pytest
 from invoicing import services
 from invoicing.models import Payment, PaymentMethod, Refund
 from tests.invoicing.factories import issue_invoice, make_card, make_customer
+from tests.openapi import assert_error_body, assert_matches_schema
 
 
 @pytest.fixture
@@ -19,6 +20,7 @@ def test_partial_then_full_refund(api, payment):
         url, {"amount": 300, "currency": "EUR", "reason": "goodwill"}, format="json"
     )
     assert response.status_code == 201
+    assert_matches_schema(response, "post", "/api/v1/payments/{id}/refund")
     body = response.json()
     assert (body["amount"], body["status"], body["reason"]) == (300, "issued", "goodwill")
     payment.refresh_from_db()
@@ -34,8 +36,9 @@ def test_partial_then_full_refund(api, payment):
 def test_a_refund_above_what_remains_is_400_and_changes_nothing(api, payment):
     services.refund_create(payment=payment, amount=600)
     response = api.post(f"/api/v1/payments/{payment.pk}/refund", {"amount": 401}, format="json")
-    assert response.status_code == 400
-    assert "amount" in response.json()["errors"]
+    body = assert_error_body(response, 400, errors=True)
+    assert_matches_schema(response, "post", "/api/v1/payments/{id}/refund")
+    assert body["errors"]["amount"] == ["amount must not exceed what is left to refund (400)"]
     payment.refresh_from_db()
     assert (payment.status, payment.refunded_amount) == ("partially_refunded", 600)
     assert Refund.objects.count() == 1
@@ -59,7 +62,9 @@ def test_a_failed_payment_cannot_be_refunded(tenant):
 
 
 def test_payments_api_shows_receipts_and_hides_cross_tenant(api, other_api, payment):
-    body = api.get(f"/api/v1/payments/{payment.pk}").json()
+    response = api.get(f"/api/v1/payments/{payment.pk}")
+    assert_matches_schema(response, "get", "/api/v1/payments/{id}")
+    body = response.json()
     assert body["status"] == "completed" and body["amount"] == 1000
     assert len(body["receipts"]) == 1
     assert other_api.get(f"/api/v1/payments/{payment.pk}").status_code == 404

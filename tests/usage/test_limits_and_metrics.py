@@ -47,8 +47,31 @@ def test_a_warning_fires_once_per_period(api, tenant, customer, subscription, ca
     ingest(tenant, event(subscription, "api_calls", 50))
     assert services.usage_limits_evaluate() == 0
     assert _webhooks("usage_limit.warning") == 1
+    announced = WebhookEvent.objects.get(type="usage_limit.warning").data
+    assert (announced["amount"], announced["action"]) == (1000, "WARNING")
+    assert announced["cost"] == {"amount": 1000, "currency": subscription.currency}
     customer.refresh_from_db()
     assert customer.status == Customer.Status.ACTIVE
+
+
+def test_ingestion_schedules_an_evaluation_only_for_customers_with_limits(
+    api, tenant, customer, subscription, calls, django_capture_on_commit_callbacks
+):
+    add_metered_item(subscription, calls, amount=100)
+    with django_capture_on_commit_callbacks() as without_limits:
+        ingest(tenant, event(subscription, "api_calls", 20))
+    assert without_limits == []
+    api.post(
+        f"/api/v1/customers/{customer.pk}/usage-limits",
+        {"amount": 2500, "action": "WARNING"},
+        format="json",
+    )
+    # A single event, the hot path: the nudge is debounced per customer in the cache.
+    with django_capture_on_commit_callbacks(execute=True) as with_limits:
+        response = api.post("/api/v1/events", event(subscription, "api_calls", 5), format="json")
+    assert response.status_code == 201, response.content
+    assert len(with_limits) == 1
+    assert _webhooks("usage_limit.warning") == 1
 
 
 def test_a_disable_limit_disables_the_customer_after_an_ingestion_burst(

@@ -5,6 +5,7 @@ import datetime as dt
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.dateparse import parse_datetime
 
+from billing_project.celery import tune_garbage_collector
 from invoicing.engine import billing_run
 
 
@@ -30,6 +31,7 @@ class Command(BaseCommand):
         instant = parse_instant(at) if at else None
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1")
+        tune_garbage_collector()
         report = billing_run(at=instant, batch_size=batch_size)
         self.stdout.write(report.summary())
         for subscription_id, reason in report.set_aside:
