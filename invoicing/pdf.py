@@ -14,6 +14,7 @@ from reportlab.pdfgen.canvas import Canvas
 
 from billing_project.billing_math import format_money
 from invoicing.models import Invoice, Receipt
+from tenants.api.fields import decimal_text
 
 LAYOUT_VERSION = "1"
 CACHE_TTL_SECONDS = 7 * 24 * 3600
@@ -50,9 +51,7 @@ def _address_lines(address: dict) -> list[str]:
 
 
 def _decimal_text(value) -> str:
-    if value is None:
-        return ""
-    return format(value.normalize(), "f")
+    return decimal_text(value) or ""
 
 
 def invoice_content(invoice: Invoice) -> dict:

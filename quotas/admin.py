@@ -14,12 +14,41 @@ class QuotaAdmin(TenantScopedAdmin):
     list_select_related = ["namespace", "tenant"]
     raw_id_fields = ["namespace"]
     readonly_fields = ["resource_version", "created_at", "updated_at"]
+    fields = [
+        "tenant",
+        "namespace",
+        "name",
+        "description",
+        "labels",
+        "disable",
+        "spec",
+        *readonly_fields,
+    ]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A quota is replaced, never renamed or moved (as over the API).
+        if obj is not None:
+            return ["tenant", "namespace", "name", *self.readonly_fields]
+        return self.readonly_fields
 
     def save_model(self, request, obj, form, change):
-        # Staff edits are replaces too: the next API client holding the old version gets 409.
+        # Through the services, as over the API: a staff edit is a replace (the version grows
+        # atomically, so the next API client holding the old one gets 409), and a new quota
+        # belongs to its namespace's tenant.
+        fields = {
+            "description": obj.description,
+            "labels": obj.labels,
+            "disable": obj.disable,
+            "spec": obj.spec,
+        }
         if change:
-            obj.resource_version += 1
-        super().save_model(request, obj, form, change)
+            services.quota_replace(quota=obj, **fields)
+        else:
+            obj.pk = services.quota_create(namespace=obj.namespace, name=obj.name, **fields).pk
+            obj.refresh_from_db()
+
+    def delete_model(self, request, obj):
+        services.quota_delete(quota=obj)
 
 
 @admin.register(QuotaExceedance)

@@ -20,6 +20,7 @@ from django.utils import timezone
 from customers.models import Namespace
 from quotas.models import Quota
 from subscriptions.models import Metric, PlanLimit, Subscription, SubscriptionPlan
+from tenants.api.fields import decimal_text
 from usage.metering import MetricRule
 from usage.models import UsageEvent, UsageRollup
 from usage.selectors import Aggregate
@@ -584,14 +585,6 @@ def quota_report(namespace: Namespace, *, with_usage: bool, at=None) -> dict:
     for code, api_limit in sorted(limits.api_limits.items()):
         report["apis"][code] = {"api_limit": api_limit}
     return report
-
-
-def decimal_text(value: Decimal) -> str:
-    """A quantity as a decimal string without exponent or trailing zeros ("12.5", "3")."""
-    value = Decimal(value)
-    if value == value.to_integral_value():
-        return str(value.quantize(Decimal(1)))
-    return format(value.normalize(), "f")
 
 
 def default_window(namespace: Namespace, at=None) -> tuple[dt.datetime, dt.datetime]:

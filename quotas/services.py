@@ -35,6 +35,7 @@ from subscriptions import selectors as subscription_selectors
 from subscriptions import services as subscription_services
 from subscriptions.models import Metric, Subscription, SubscriptionItem, SubscriptionPlan
 from tenants.api.errors import Conflict, QuotaExceeded, flatten_validation_errors
+from tenants.api.fields import decimal_text
 from webhooks.services import emit
 
 logger = logging.getLogger(__name__)
@@ -153,7 +154,7 @@ def _refuse(
     else:
         message = (
             f"namespace {namespace_name} would exceed its {kind} quota for {code}: "
-            f"{selectors.decimal_text(attempted)} > maximum {maximum}"
+            f"{decimal_text(attempted)} > maximum {maximum}"
         )
     raise NamespaceQuotaExceeded(
         message,
@@ -356,7 +357,7 @@ def quota_exceedance_record(
                         "metric": code,
                         "kind": kind,
                         "maximum": maximum,
-                        "attempted": selectors.decimal_text(attempted),
+                        "attempted": decimal_text(attempted),
                         "period_start": period_start,
                     },
                 )
@@ -555,13 +556,12 @@ def _current_subscription(namespace: Namespace) -> Subscription:
     return subscription
 
 
-def addon_subscribe(*, namespace: Namespace, addon: SubscriptionPlan) -> SubscriptionItem:
+def addon_subscribe(*, namespace: Namespace, addon: SubscriptionPlan) -> Subscription:
     """Add the add-on plan's fee to the customer's subscription (prorated for the rest of the
-    period). Subscribing twice is a no-op that answers the existing item."""
+    period); returns the subscription. Subscribing twice is a no-op."""
     subscription = _current_subscription(namespace)
-    existing = _active_addon_items(subscription, addon).first()
-    if existing is not None:
-        return existing
+    if _active_addon_items(subscription, addon).exists():
+        return subscription
     price = subscription_selectors.plan_default_price(
         plan=addon, currency=subscription.currency, schedule=subscription.schedule
     )
@@ -574,18 +574,18 @@ def addon_subscribe(*, namespace: Namespace, addon: SubscriptionPlan) -> Subscri
                 ]
             }
         )
-    return subscription_services.subscription_item_add(
+    subscription_services.subscription_item_add(
         subscription=subscription, item_type=SubscriptionItem.ItemType.ADDON, price=price
     )
+    return subscription
 
 
-def addon_unsubscribe(*, namespace: Namespace, addon: SubscriptionPlan) -> int:
-    """End the add-on's items (their unused time is credited); returns how many were live."""
+def addon_unsubscribe(*, namespace: Namespace, addon: SubscriptionPlan) -> Subscription:
+    """End the add-on's items (their unused time is credited); returns the subscription."""
     subscription = _current_subscription(namespace)
-    items = list(_active_addon_items(subscription, addon))
-    for item in items:
+    for item in _active_addon_items(subscription, addon):
         subscription_services.subscription_item_remove(item=item)
-    return len(items)
+    return subscription
 
 
 # --- Plan transitions ----------------------------------------------------------------------------

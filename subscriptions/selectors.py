@@ -25,7 +25,7 @@ ENTITLED_STATUSES = frozenset(
 )
 
 
-def _as_uuid(value) -> uuid.UUID | None:
+def as_uuid(value) -> uuid.UUID | None:
     if isinstance(value, uuid.UUID):
         return value
     try:
@@ -34,19 +34,23 @@ def _as_uuid(value) -> uuid.UUID | None:
         return None
 
 
+def by_id_or_code(queryset: QuerySet, reference, *, code_field: str):
+    """The row of `queryset` whose id, else whose `code_field`, is `reference` (the API takes
+    plans and features by either)."""
+    row_id = as_uuid(reference)
+    row = queryset.filter(pk=row_id).first() if row_id is not None else None
+    return row or queryset.filter(**{code_field: str(reference)}).first()
+
+
 def plan_by_reference(*, tenant, reference) -> SubscriptionPlan | None:
-    """A plan by its id or its code_name (the API accepts both)."""
-    plans = SubscriptionPlan.objects.for_tenant(tenant)
-    plan_id = _as_uuid(reference)
-    if plan_id is not None:
-        plan = plans.filter(pk=plan_id).first()
-        if plan is not None:
-            return plan
-    return plans.filter(code_name=str(reference)).first()
+    """A plan by its id or its code_name."""
+    return by_id_or_code(
+        SubscriptionPlan.objects.for_tenant(tenant), reference, code_field="code_name"
+    )
 
 
 def price_by_id(*, tenant, price_id) -> Price | None:
-    price_id = _as_uuid(price_id)
+    price_id = as_uuid(price_id)
     if price_id is None:
         return None
     return Price.objects.for_tenant(tenant).select_related("product").filter(pk=price_id).first()
@@ -87,7 +91,7 @@ def quantity_item(*, customer, product_reference: str) -> SubscriptionItem | Non
         )
         .select_related("subscription", "subscription__plan", "price", "product")
     )
-    product_id = _as_uuid(product_reference)
+    product_id = as_uuid(product_reference)
     if product_id is not None:
         match = Q(product_id=product_id) | Q(price_id=product_id)
     else:

@@ -111,6 +111,13 @@ def _lock(subscription: Subscription) -> Subscription:
     )
 
 
+def _reread(subscription: Subscription) -> Subscription:
+    """Refresh the subscription after a change, with the plan and price its answer shows: a bare
+    refresh_from_db() drops them, and serializing would load each again."""
+    subscription.refresh_from_db(from_queryset=Subscription.objects.select_related("plan", "price"))
+    return subscription
+
+
 def _save(subscription: Subscription, *fields: str) -> None:
     subscription.updated_at = timezone.now()
     subscription.save(update_fields=[*fields, "updated_at"])
@@ -643,8 +650,7 @@ def subscription_start(
                 "The first payment failed; the subscription was not started.",
                 extra={"failure_reason": result.failure_reason},
             )
-    subscription.refresh_from_db()
-    return subscription
+    return _reread(subscription)
 
 
 def _subscription_create(
@@ -857,8 +863,7 @@ def subscription_extend(
                 "The payment failed; the subscription stays in its trial.",
                 extra={"failure_reason": reason},
             )
-    subscription.refresh_from_db()
-    return subscription
+    return _reread(subscription)
 
 
 _PERIOD_FIELDS = (
@@ -1041,8 +1046,7 @@ def subscription_seats_change(
             )
         invoice = _item_quantity_change(subscription, _plan_item(subscription), new_count, at=at)
     _charge_change_invoice(subscription, invoice)
-    subscription.refresh_from_db()
-    return subscription
+    return _reread(subscription)
 
 
 def subscription_item_quantity_change(
@@ -1271,8 +1275,7 @@ def _change(*, subscription, plan, price, when, at) -> Subscription:
             invoice = _bill_change(subscription, lines)
         _emit(subscription, "subscription.updated")
     _charge_change_invoice(subscription, invoice)
-    subscription.refresh_from_db()
-    return subscription
+    return _reread(subscription)
 
 
 def _switch(subscription, *, plan, price, at, plan_item) -> None:
@@ -1382,8 +1385,7 @@ def subscription_cancel(
             amount=amount,
             reason=comment or f"Subscription cancelled ({refund_type} refund)",
         )
-    subscription.refresh_from_db()
-    return subscription
+    return _reread(subscription)
 
 
 def _end(subscription: Subscription, *, at: dt.datetime) -> None:
@@ -1540,18 +1542,12 @@ def _checkout_subscriptions(checkout: Checkout) -> list[CheckoutSubscription]:
     )
     return [
         CheckoutSubscription(
-            plan=plans[_uuid(wanted["plan"])],
-            price=prices[_uuid(wanted["price"])],
+            plan=plans[selectors.as_uuid(wanted["plan"])],
+            price=prices[selectors.as_uuid(wanted["price"])],
             seat_number=wanted["seat_number"],
         )
         for wanted in checkout.subscriptions
     ]
-
-
-def _uuid(value):
-    import uuid
-
-    return uuid.UUID(str(value))
 
 
 def checkout_drafts(checkout: Checkout) -> list:
@@ -1675,7 +1671,7 @@ def checkout_pay(
         )
     invoice.refresh_from_db()
     for subscription in started:
-        subscription.refresh_from_db()
+        _reread(subscription)
     return CheckoutPaid(
         checkout=locked,
         invoice=invoice,

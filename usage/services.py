@@ -29,6 +29,7 @@ from uuid6 import uuid7
 
 from customers.models import Customer, Namespace, UsageLimit
 from subscriptions.models import Metric, Subscription, SubscriptionItem
+from subscriptions.selectors import as_uuid
 from tenants.api.errors import Conflict
 from usage.metering import AGGREGATIONS_NEEDING_VALUE, Aggregate, MetricRule, as_decimal
 from usage.models import (
@@ -300,13 +301,6 @@ def _subscriptions_locked(tenant, ids: set[uuid.UUID]) -> dict[uuid.UUID, tuple[
     }
 
 
-def _as_uuid(text: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(text)
-    except (ValueError, AttributeError, TypeError):
-        return None
-
-
 def _customers(tenant, ids: set[uuid.UUID], references: set[str]) -> tuple[dict, dict]:
     """({id: (status, default_namespace_id, default_namespace_name, has_usage_limits)},
     {reference: id}). Whether a customer has usage limits rides along, so the post-ingestion
@@ -416,7 +410,7 @@ def _resolve(tenant, drafts: list[_Draft], errors: _Errors) -> tuple[list[EventR
     customer_ids, references = set(), set()
     for d in drafts:
         if d.customer_ref:
-            as_id = _as_uuid(d.customer_ref)
+            as_id = as_uuid(d.customer_ref)
             if as_id is not None:
                 customer_ids.add(as_id)
             references.add(d.customer_ref)
@@ -448,7 +442,7 @@ def _resolve(tenant, drafts: list[_Draft], errors: _Errors) -> tuple[list[EventR
                 )
                 continue
         if d.customer_ref:
-            as_id = _as_uuid(d.customer_ref)
+            as_id = as_uuid(d.customer_ref)
             named = as_id if as_id in customers else customer_by_reference.get(d.customer_ref)
             if named is None:
                 errors.add(i, "customer", f"customer {d.customer_ref!r} was not found")

@@ -2,7 +2,7 @@ from rest_framework import serializers
 
 from invoicing.models import Invoice, InvoiceLine, Payment, PaymentMethod, Receipt, Refund
 from tenants.api.fields import CurrencyField, DecimalStringField
-from tenants.api.schema import ErrorSerializer
+from tenants.api.schema import error_with
 
 
 class InvoiceLineSerializer(serializers.ModelSerializer):
@@ -152,5 +152,9 @@ class ChargeResultSerializer(serializers.Serializer):
     failure_reason = serializers.CharField(allow_null=True)
 
 
-class ChargeFailedSerializer(type(ErrorSerializer), ChargeResultSerializer):
-    """The 402 of a failed charge: the error body with `paid` and `failure_reason` beside it."""
+# The 402 of a failed charge: the error body with `paid` and `failure_reason` beside it.
+ChargeFailedSerializer = error_with(
+    "ChargeFailedSerializer",
+    paid=serializers.BooleanField(),
+    failure_reason=serializers.CharField(allow_null=True),
+)

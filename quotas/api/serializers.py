@@ -4,6 +4,10 @@ from customers.models import validate_namespace_name
 from invoicing.models import PaymentMethod
 from quotas.models import PlanTransition
 from quotas.selectors import API_LIMIT_UNITS, UNLIMITED
+from subscriptions.api.serializers import (
+    SubscriptionPlanSummarySerializer,
+    SubscriptionPriceSummarySerializer,
+)
 from subscriptions.models import Metric
 
 # --- Quotas --------------------------------------------------------------------------------------
@@ -247,17 +251,7 @@ class UsageSummarySerializer(serializers.Serializer):
 # --- Plans ---------------------------------------------------------------------------------------
 
 
-class PlanRefSerializer(serializers.Serializer):
-    id = serializers.UUIDField()
-    name = serializers.CharField()
-    code_name = serializers.CharField()
-
-
-class PlanPriceSerializer(serializers.Serializer):
-    id = serializers.UUIDField()
-    amount = serializers.IntegerField()
-    currency = serializers.CharField()
-    schedule = serializers.CharField()
+class PlanPriceSerializer(SubscriptionPriceSummarySerializer):
     usage = serializers.BooleanField()
 
 
@@ -307,8 +301,8 @@ class PlanTransitionSerializer(serializers.Serializer):
     namespace = serializers.CharField(source="namespace.name")
     customer = serializers.UUIDField(source="customer_id")
     subscription = serializers.UUIDField(source="subscription_id", allow_null=True)
-    from_plan = PlanRefSerializer(allow_null=True)
-    to_plan = PlanRefSerializer()
+    from_plan = SubscriptionPlanSummarySerializer(allow_null=True)
+    to_plan = SubscriptionPlanSummarySerializer()
     requires_manual_approval = serializers.BooleanField()
     subscribe_addon_services = serializers.SerializerMethodField()
     unsubscribe_addon_services = serializers.SerializerMethodField()
@@ -385,7 +379,7 @@ class BillingPeriodSerializer(serializers.Serializer):
 
 class NamespaceSubscriptionSerializer(serializers.Serializer):
     id = serializers.UUIDField()
-    plan = PlanRefSerializer()
+    plan = SubscriptionPlanSummarySerializer()
     status = serializers.CharField()
     currency = serializers.CharField()
     schedule = serializers.CharField()

@@ -19,6 +19,7 @@ from customers.models import Namespace
 from quotas import selectors, services
 from quotas.api import serializers as s
 from quotas.models import PlanTransition, Quota
+from tenants.api.fields import decimal_text
 from tenants.api.schema import error_responses
 from tenants.api.views import TenantAPIView
 
@@ -221,7 +222,7 @@ class MonthlyUsageView(NamespaceAPIView):
         items = [
             {
                 "usage_type": row["metric"].code,
-                "quantity": selectors.decimal_text(row["quantity"]),
+                "quantity": decimal_text(row["quantity"]),
                 "unit_name": row["metric"].unit_name,
                 "start_timestamp": row["start"],
                 "end_timestamp": row["end"],
@@ -245,7 +246,7 @@ class UsageSummaryView(NamespaceAPIView):
                 "namespace": row["namespace"],
                 "customer": row["customer"],
                 "usage_type": row["metric"].code,
-                "quantity": selectors.decimal_text(row["quantity"]),
+                "quantity": decimal_text(row["quantity"]),
                 "unit_name": row["metric"].unit_name,
             }
             for row in selectors.tenant_usage_summary(self.tenant, start, end)
@@ -467,37 +468,33 @@ SwapPrimaryView = _role_view(
 # --- Add-ons -------------------------------------------------------------------------------------
 
 
-class AddonSubscribeView(NamespaceAPIView):
-    @extend_schema(
-        summary="Subscribe to an add-on",
-        request=s.AddonRequestSerializer,
-        responses={200: s.AddonAnswerSerializer, **error_responses(400, 404, 409)},
-    )
-    def post(self, request, ns):
+_ADDON_SCHEMA = {
+    "request": s.AddonRequestSerializer,
+    "responses": {200: s.AddonAnswerSerializer, **error_responses(400, 404, 409)},
+}
+
+
+class AddonView(NamespaceAPIView):
+    def addon_change(self, service, *, subscribed: bool) -> Response:
         namespace = self.namespace()
         data = self.validated(s.AddonRequestSerializer)
         addon = services.addon_plan_get(tenant=self.tenant, code_name=data["addon"])
-        item = services.addon_subscribe(namespace=namespace, addon=addon)
+        subscription = service(namespace=namespace, addon=addon)
         return Response(
-            {"addon": addon.code_name, "subscribed": True, "subscription": item.subscription_id}
+            {"addon": addon.code_name, "subscribed": subscribed, "subscription": subscription.pk}
         )
 
 
-class AddonUnsubscribeView(NamespaceAPIView):
-    @extend_schema(
-        summary="Unsubscribe from an add-on",
-        request=s.AddonRequestSerializer,
-        responses={200: s.AddonAnswerSerializer, **error_responses(400, 404, 409)},
-    )
+class AddonSubscribeView(AddonView):
+    @extend_schema(summary="Subscribe to an add-on", **_ADDON_SCHEMA)
     def post(self, request, ns):
-        namespace = self.namespace()
-        data = self.validated(s.AddonRequestSerializer)
-        addon = services.addon_plan_get(tenant=self.tenant, code_name=data["addon"])
-        services.addon_unsubscribe(namespace=namespace, addon=addon)
-        subscription = selectors.namespace_subscription(namespace)
-        return Response(
-            {"addon": addon.code_name, "subscribed": False, "subscription": subscription.pk}
-        )
+        return self.addon_change(services.addon_subscribe, subscribed=True)
+
+
+class AddonUnsubscribeView(AddonView):
+    @extend_schema(summary="Unsubscribe from an add-on", **_ADDON_SCHEMA)
+    def post(self, request, ns):
+        return self.addon_change(services.addon_unsubscribe, subscribed=False)
 
 
 # --- Invoices and subscriptions ------------------------------------------------------------------

@@ -16,8 +16,9 @@ from subscriptions.models import (
     VoucherRedemption,
     price_rule_errors,
 )
-from subscriptions.selectors import _as_uuid
-from tenants.api.fields import CurrencyField, DecimalStringField
+from subscriptions.selectors import as_uuid, by_id_or_code
+from tenants.api.fields import CurrencyField, DecimalStringField, decimal_text, timestamp_text
+from tenants.api.serializers import FastOutputMixin
 from usage.pricing import ItemPricingSerializer
 
 
@@ -38,7 +39,7 @@ class TenantPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
         return self.model.objects.for_tenant(tenant) if tenant else self.model.objects.none()
 
     def to_internal_value(self, data):
-        if _as_uuid(data) is None:
+        if as_uuid(data) is None:
             self.fail("does_not_exist", pk_value=data)
         return super().to_internal_value(data)
 
@@ -58,7 +59,7 @@ class TierSerializer(serializers.Serializer):
 
     def to_internal_value(self, data):
         values = super().to_internal_value(data)
-        values["unit_price"] = DecimalStringField().to_representation(values["unit_price"])
+        values["unit_price"] = decimal_text(values["unit_price"])
         return values
 
 
@@ -139,12 +140,10 @@ class FeatureReferenceField(serializers.Field):
     """A feature by id or code on input; its id on output."""
 
     def to_internal_value(self, data):
-        tenant = _tenant(self.root)
-        features = Feature.objects.for_tenant(tenant)
-        feature_id = _as_uuid(data)
-        feature = features.filter(pk=feature_id).first() if feature_id else None
-        if feature is None and isinstance(data, str):
-            feature = features.filter(code=data).first()
+        features = Feature.objects.for_tenant(_tenant(self.root))
+        feature = (
+            by_id_or_code(features, data, code_field="code") if isinstance(data, str) else None
+        )
         if feature is None:
             raise serializers.ValidationError(f"{data!r} is not a feature id or code")
         return feature
@@ -216,7 +215,7 @@ class SubscriptionPlanSerializer(serializers.ModelSerializer):
                 for plan_limit in instance.limits.all()
             ],
             "prices": [str(price.pk) for price in instance.prices.all()],
-            "created_at": serializers.DateTimeField().to_representation(instance.created_at),
+            "created_at": timestamp_text(instance.created_at),
         }
 
 
@@ -305,7 +304,7 @@ class SubscriptionPriceSummarySerializer(serializers.Serializer):
     schedule = serializers.CharField()
 
 
-class SubscriptionSerializer(serializers.ModelSerializer):
+class SubscriptionSerializer(FastOutputMixin, serializers.ModelSerializer):
     customer = serializers.UUIDField(source="customer_id", read_only=True)
     plan = SubscriptionPlanSummarySerializer(read_only=True)
     price = SubscriptionPriceSummarySerializer(read_only=True)
@@ -417,7 +416,7 @@ class PaymentMethodChoiceSerializer(serializers.Serializer):
     payment_method = serializers.UUIDField()
 
 
-class SubscriptionItemSerializer(serializers.ModelSerializer):
+class SubscriptionItemSerializer(FastOutputMixin, serializers.ModelSerializer):
     subscription = serializers.UUIDField(source="subscription_id", read_only=True)
     product = serializers.UUIDField(source="product_id", read_only=True)
     price = serializers.UUIDField(source="price_id", read_only=True)
@@ -461,11 +460,7 @@ class SubscriptionItemSerializer(serializers.ModelSerializer):
         }
     )
     def get_active_range(self, item) -> dict:
-        field = serializers.DateTimeField()
-        return {
-            "start": field.to_representation(item.active_from) if item.active_from else None,
-            "end": field.to_representation(item.active_to) if item.active_to else None,
-        }
+        return {"start": timestamp_text(item.active_from), "end": timestamp_text(item.active_to)}
 
 
 class SubscriptionItemCreateSerializer(serializers.Serializer):

@@ -52,19 +52,12 @@ from subscriptions.models import (
     SubscriptionPlan,
     Voucher,
 )
-from tenants.api.schema import error_responses
+from tenants.api.schema import error_responses, error_with
 from tenants.api.views import TenantAPIView, TenantScopedViewSet
 from usage.pricing import item_pricing_check
 
-PaymentFailedSerializer = inline_serializer(
-    name="PaymentFailedError",
-    fields={
-        "statusCode": serializers.IntegerField(),
-        "message": serializers.ListField(child=serializers.CharField()),
-        "error": serializers.CharField(),
-        "internalError": serializers.DictField(),
-        "failure_reason": serializers.CharField(allow_null=True),
-    },
+PaymentFailedSerializer = error_with(
+    "PaymentFailedError", failure_reason=serializers.CharField(allow_null=True)
 )
 PAYMENT_FAILED = {402: OpenApiResponse(PaymentFailedSerializer, description="The charge failed")}
 
@@ -274,11 +267,9 @@ class SubscriptionPlanViewSet(
         )
 
     def get_object(self):
-        reference = self.kwargs["pk"]
-        queryset = self.get_queryset()
-        plan_id = selectors._as_uuid(reference)
-        plan = queryset.filter(pk=plan_id).first() if plan_id else None
-        return _found(plan or queryset.filter(code_name=reference).first())
+        return _found(
+            selectors.by_id_or_code(self.get_queryset(), self.kwargs["pk"], code_field="code_name")
+        )
 
     def _save(self, request, plan=None, partial=False):
         serializer = self.get_serializer(plan, data=request.data, partial=partial)
@@ -352,7 +343,7 @@ class SubscriptionFilter(django_filters.FilterSet):
         fields = ["status", "customer", "plan"]
 
     def filter_plan(self, queryset, name, value):
-        plan_id = selectors._as_uuid(value)
+        plan_id = selectors.as_uuid(value)
         if plan_id is not None:
             return queryset.filter(plan_id=plan_id)
         return queryset.filter(plan__code_name=value)

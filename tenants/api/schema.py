@@ -87,3 +87,9 @@ def add_common_error_responses(result, generator, request, public):
                 }
             )
     return result
+
+
+def error_with(name: str, **extra_fields):
+    """The error body with extra top-level fields beside it (a 402's `failure_reason`), for the
+    schema of answers raised with `PaymentRequired(extra=...)`."""
+    return type(name, (type(ErrorSerializer),), dict(extra_fields))

@@ -144,6 +144,7 @@ def test_add_ons_subscribe_and_unsubscribe(api, tenant, clock):
     }
     again = api.post(f"/api/v1/namespaces/{ns}/addon/subscribe", {"addon": "backup"}, format="json")
     assert again.status_code == 200
+    assert again.json() == subscribed.json()
     assert (
         SubscriptionItem.objects.filter(subscription=subscription, item_type="addon").count() == 1
     )
@@ -156,7 +157,12 @@ def test_add_ons_subscribe_and_unsubscribe(api, tenant, clock):
         f"/api/v1/namespaces/{ns}/addon/unsubscribe", {"addon": "backup"}, format="json"
     )
     assert unsubscribed.status_code == 200
-    assert unsubscribed.json()["subscribed"] is False
+    assert_matches_schema(unsubscribed, "post", "/api/v1/namespaces/{ns}/addon/unsubscribe")
+    assert unsubscribed.json() == {
+        "addon": "backup",
+        "subscribed": False,
+        "subscription": str(subscription.pk),
+    }
     assert (
         api.get(f"/api/v1/namespaces/{ns}/subscriptions/custom_list").json()["subscriptions"][0][
             "addons"

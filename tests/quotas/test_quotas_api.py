@@ -1,4 +1,5 @@
 import pytest
+from django.contrib.auth import get_user_model
 
 from quotas.models import Quota
 from tests.openapi import assert_error_body, assert_matches_schema
@@ -139,3 +140,48 @@ def test_effective_limits_are_plan_defaults_overlaid_by_enabled_quotas(
     assert usage.json()["objects"]["vms"]["usage"] == {"current": "2"}
     assert usage.json()["resources"]["api_calls"]["usage"] == {"current": "4"}
     assert usage.json()["apis"] == limits.json()["apis"]
+
+
+def test_a_staff_edit_in_the_admin_is_a_replace(api, client, namespace, calls):
+    url = f"/api/v1/namespaces/{namespace.name}/quotas"
+    api.post(url, _body(namespace), format="json")
+    quota_row = Quota.objects.get()
+    client.force_login(get_user_model().objects.create_superuser("ops", "ops@example.com", "pw"))
+    edited = client.post(
+        f"/admin/quotas/quota/{quota_row.pk}/change/",
+        {
+            "description": "raised by staff",
+            "labels": "{}",
+            "spec": '{"resource_limits": {"api_calls": {"maximum": 500}}}',
+        },
+    )
+    assert edited.status_code == 302, edited.content
+
+    fetched = api.get(f"{url}/compute").json()
+    assert fetched["resource_version"] == "2"
+    assert fetched["metadata"]["description"] == "raised by staff"
+    assert fetched["spec"]["resource_limits"] == {"api_calls": {"maximum": 500}}
+    stale = api.put(
+        f"{url}/compute", {**_body(namespace, maximum=70), "resource_version": "1"}, format="json"
+    )
+    assert_error_body(stale, 409)
+    assert Quota.objects.get().spec["resource_limits"] == {"api_calls": {"maximum": 500}}
+
+
+def test_a_quota_added_in_the_admin_belongs_to_its_namespace(api, client, tenant, namespace, calls):
+    client.force_login(get_user_model().objects.create_superuser("ops", "ops@example.com", "pw"))
+    added = client.post(
+        "/admin/quotas/quota/add/",
+        {
+            "tenant": tenant.pk,
+            "namespace": namespace.pk,
+            "name": "staff",
+            "description": "",
+            "labels": "{}",
+            "spec": '{"object_limits": {"api_calls": {"maximum": 3}}}',
+        },
+    )
+    assert added.status_code == 302, added.content
+    fetched = api.get(f"/api/v1/namespaces/{namespace.name}/quotas/staff").json()
+    assert fetched["resource_version"] == "1"
+    assert fetched["spec"]["object_limits"] == {"api_calls": {"maximum": 3}}

@@ -5,7 +5,7 @@ from django.test.utils import CaptureQueriesContext
 from invoicing import services as invoicing_services
 from subscriptions.models import PlanLimit, VoucherRedemption
 from tests.factories import CustomerFactory
-from tests.openapi import assert_matches_schema
+from tests.openapi import assert_error_body, assert_matches_schema
 from tests.subscriptions.conftest import MID
 from tests.subscriptions.factories import (
     FeatureFactory,
@@ -111,7 +111,10 @@ def test_addon_in_another_currency_is_400(api, tenant, clock, invoice_customer, 
         {"item_type": "addon", "price": str(usd.id)},
         format="json",
     )
-    assert response.status_code == 400
+    body = assert_error_body(response, 400, errors=True)
+    assert body["errors"] == {"price": ["price must be in the subscription's currency"]}
+    items = api.get(f"/api/v1/subscriptions/{subscription['id']}/items").json()["data"]
+    assert [item["item_type"] for item in items] == ["plan", "usage"]
 
 
 def test_payment_method_put(api, tenant, clock, card_customer, plan_and_price):

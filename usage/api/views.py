@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from customers.models import Customer, UsageLimit
 from subscriptions import services as subscription_services
 from subscriptions.models import Metric, Subscription
+from tenants.api.fields import decimal_text
 from tenants.api.schema import error_responses
 from tenants.api.views import TenantAPIView, TenantScopedViewSet
 from usage import selectors, services
@@ -318,7 +319,7 @@ class CustomerCostsView(TenantAPIView):
                             "name": cost.metric.name,
                             "code": cost.metric.code,
                         },
-                        "usage": _decimal_text(cost.usage),
+                        "usage": decimal_text(cost.usage),
                         "cost": {"amount": cost.amount, "currency": currency},
                     }
                     for cost in estimate.costs
@@ -326,11 +327,6 @@ class CustomerCostsView(TenantAPIView):
                 "cost": {"amount": estimate.total, "currency": currency},
             }
         )
-
-
-def _decimal_text(value) -> str:
-    normalized = value.normalize()
-    return format(normalized, "f") if normalized != normalized.to_integral() else str(int(value))
 
 
 @extend_schema_view(
