@@ -101,7 +101,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Off by default (Django's default): a check is a round trip per request; a connection broken by
+    # a database restart then fails one request and is replaced.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
+    # The hot paths (tenants.api.hot) and ingestion run server-side-bound statements, which psycopg
+    # prepares after this many uses on a connection (Django's own queries are bound client-side
+    # and never prepared). "off" for a transaction-pooling PgBouncer older than 1.21.
+    _prepare = env("DB_PREPARE_THRESHOLD", default="2")
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+        None if _prepare == "off" else int(_prepare)
+    )
     DATABASES["default"].setdefault("TEST", {})
     if env("TEST_DATABASE_NAME", default=None):
         DATABASES["default"]["TEST"]["NAME"] = env("TEST_DATABASE_NAME")

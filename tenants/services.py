@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from billing_project.billing_math import is_valid_currency
@@ -81,12 +82,20 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     return api_key
 
 
+def api_key_record_use(*, key_id, at=None) -> None:
+    """Set `last_used_at`, unless another request of the same minute already did."""
+    at = at or timezone.now()
+    ApiKey.objects.filter(pk=key_id).filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lt=at - LAST_USED_RESOLUTION)
+    ).update(last_used_at=at)
+
+
 def api_key_touch(*, api_key: ApiKey) -> None:
     """Record use, at most once a minute per key, so authentication stays a single read."""
     now = timezone.now()
     if api_key.last_used_at and now - api_key.last_used_at < LAST_USED_RESOLUTION:
         return
-    ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+    api_key_record_use(key_id=api_key.pk, at=now)
     api_key.last_used_at = now
     # Keep the cached copy in step, so the next requests of this minute do not write again.
     cache.set(api_key_cache_key(api_key.key_hash), api_key, API_KEY_CACHE_SECONDS)

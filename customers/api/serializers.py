@@ -108,39 +108,44 @@ class CustomerSerializer(serializers.ModelSerializer):
         return values
 
     def to_representation(self, instance):
-        # Written out by hand: a page of 100 customers through DRF's field-by-field rendering
-        # cost ~10 ms; this is the same answer (tests compare it with the schema) in a tenth.
-        namespace = instance.default_namespace
-        return {
-            "id": str(instance.id),
-            "email": instance.email,
-            "name": instance.name,
-            "tax_number": instance.tax_number,
-            "standard_tax_rate": decimal_text(instance.standard_tax_rate),
-            "digital_tax_rate": decimal_text(instance.digital_tax_rate),
-            "billing_type": instance.billing_type,
-            "type": instance.type,
-            "reference": instance.reference,
-            "external_reference": instance.external_reference,
-            "address": {
-                "company_name": instance.company_name,
-                "street_line_one": instance.street_line_one,
-                "street_line_two": instance.street_line_two,
-                "city": instance.city,
-                "region": instance.region,
-                "country": instance.country,
-                "postcode": instance.postcode,
-            },
-            "locale": instance.locale,
-            "brand": instance.brand,
-            "invoice_format": instance.invoice_format,
-            "marketing_opt_in": instance.marketing_opt_in,
-            "metadata": instance.metadata,
-            "status": instance.status,
-            "currency": instance.currency or None,
-            "default_namespace": namespace.name if namespace is not None else None,
-            "created_at": timestamp_text(instance.created_at),
-        }
+        return customer_data(instance)
+
+
+def customer_data(instance) -> dict:
+    """A customer as the API shows it (the serializer's output; the hot detail path's too)."""
+    # Written out by hand: a page of 100 customers through DRF's field-by-field rendering
+    # cost ~10 ms; this is the same answer (tests compare it with the schema) in a tenth.
+    namespace = instance.default_namespace
+    return {
+        "id": str(instance.id),
+        "email": instance.email,
+        "name": instance.name,
+        "tax_number": instance.tax_number,
+        "standard_tax_rate": decimal_text(instance.standard_tax_rate),
+        "digital_tax_rate": decimal_text(instance.digital_tax_rate),
+        "billing_type": instance.billing_type,
+        "type": instance.type,
+        "reference": instance.reference,
+        "external_reference": instance.external_reference,
+        "address": {
+            "company_name": instance.company_name,
+            "street_line_one": instance.street_line_one,
+            "street_line_two": instance.street_line_two,
+            "city": instance.city,
+            "region": instance.region,
+            "country": instance.country,
+            "postcode": instance.postcode,
+        },
+        "locale": instance.locale,
+        "brand": instance.brand,
+        "invoice_format": instance.invoice_format,
+        "marketing_opt_in": instance.marketing_opt_in,
+        "metadata": instance.metadata,
+        "status": instance.status,
+        "currency": instance.currency or None,
+        "default_namespace": namespace.name if namespace is not None else None,
+        "created_at": timestamp_text(instance.created_at),
+    }
 
 
 class NamespaceSerializer(FastOutputMixin, serializers.ModelSerializer):

@@ -9,8 +9,18 @@ from billing_project.conf import billing_settings
 SCOPE_SETTINGS = {"default": "RATE_LIMIT", "ingest": "INGEST_RATE_LIMIT"}
 
 
-def _api_key_id(group, request) -> str:
-    return str(request.auth.pk)
+def rate_limit_group(scope: str) -> str:
+    return f"api:{scope}"
+
+
+def rate_limit_value(key_hash: str) -> str:
+    """What a key is counted under: its hash, which the hot paths (tenants.api.hot) know before
+    they have read the key itself."""
+    return key_hash
+
+
+def _api_key_value(group, request) -> str:
+    return rate_limit_value(request.auth.key_hash)
 
 
 class ApiKeyRateThrottle(BaseThrottle):
@@ -23,8 +33,8 @@ class ApiKeyRateThrottle(BaseThrottle):
         scope = getattr(view, "rate_limit_scope", "default")
         usage = get_usage(
             request,
-            group=f"api:{scope}",
-            key=_api_key_id,
+            group=rate_limit_group(scope),
+            key=_api_key_value,
             rate=getattr(billing_settings, SCOPE_SETTINGS[scope]),
             increment=True,
         )

@@ -1,0 +1,242 @@
+"""Hot paths: the few endpoints that are called far more than the rest (a customer's detail, event
+ingestion) answer their common case without DRF's dispatch and the ORM's query compiler, which
+cost several times the database round trip they wrap.
+
+A hot view wraps the DRF view of the same route and handles only the plain case: a valid API key
+under its rate limit, no `Idempotency-Key`, plain JSON wanted. Anything else (no key, an unknown,
+revoked or expired key, a limited key, an idempotent request, another method, content
+negotiation) is handed to the DRF view unchanged, so every error, header and edge of the
+conventions is still produced in one place. Tests compare the two paths answer for answer
+(`HOT_PATHS = False` turns the hot paths off).
+
+A hot request makes one database statement, which reads the API key itself (by its hash, from the
+table: revocation and expiry take effect at once) together with what the request asks for, and
+one Redis exchange, sent before the statement and read after it, which counts the request in
+django-ratelimit's own bucket (the cache key, window and expiry `django_ratelimit.core.get_usage`
+computes, so both paths count in one place). Round trips are what a request costs on small
+machines; this way the count's costs nothing but its bytes. A request handed to DRF after it was
+counted (a limited or unusable key) is counted again there; it is refused either way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import time
+import uuid
+from dataclasses import dataclass
+
+import psycopg
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+from django.http import HttpResponse
+from django.urls import URLPattern
+from django_ratelimit import core as ratelimit_core
+from rest_framework.exceptions import NotFound
+from rest_framework.renderers import JSONRenderer
+
+from billing_project.conf import billing_settings
+from tenants.api.authentication import API_KEY_HEADER, API_KEY_QUERY_PARAM
+from tenants.api.errors import error_payload
+from tenants.api.throttling import SCOPE_SETTINGS, rate_limit_group, rate_limit_value
+from tenants.models import ApiKey, hash_api_key
+from tenants.services import LAST_USED_RESOLUTION, api_key_record_use
+
+# Answers DRF would render exactly as we do: no Accept header, or one that takes plain JSON.
+PLAIN_ACCEPTS = frozenset({"", "*/*", "application/json", "application/json, */*"})
+
+_renderer = JSONRenderer()
+_TOUCH_SECONDS = LAST_USED_RESOLUTION.total_seconds()
+
+
+def enabled() -> bool:
+    """Hot statements are written for PostgreSQL; SQLite (development) always takes DRF's path."""
+    return getattr(settings, "HOT_PATHS", True) and connection.vendor == "postgresql"
+
+
+def _ratelimit_bucket(scope: str, key_hash: str) -> tuple[str, int, int]:
+    """django-ratelimit's cache key for this key and scope now, with its limit and expiry."""
+    rate = getattr(billing_settings, SCOPE_SETTINGS[scope])
+    limit, period = ratelimit_core._split_rate(rate)
+    value = rate_limit_value(key_hash)
+    window = ratelimit_core._get_window(value, period)
+    name = ratelimit_core._make_cache_key(
+        rate_limit_group(scope), window, rate, value, ratelimit_core.ALL
+    )
+    return name, limit, period + ratelimit_core.EXPIRATION_FUDGE
+
+
+class RateCount:
+    """One request counted in its key's django-ratelimit bucket: creating it sends the count,
+    `within_limit` reads the answer (send, do the database work, then read)."""
+
+    def __init__(self, key_hash: str, scope: str):
+        self.bucket, self.limit, self.expiry = _ratelimit_bucket(scope, key_hash)
+        self._connection = self._pool = None
+        self.count = None
+        backend = getattr(cache, "_cache", None)
+        if backend is None or not hasattr(backend, "get_client"):
+            return  # the in-process cache (development) is counted in within_limit
+        self._pool = backend.get_client(write=True).connection_pool
+        self._connection = self._pool.get_connection()
+        name = cache.make_key(self.bucket)
+        try:
+            self._connection.send_packed_command(
+                self._connection.pack_commands(
+                    [("SET", name, 0, "NX", "EX", self.expiry), ("INCR", name)]
+                )
+            )
+        except BaseException:
+            self._release(broken=True)
+            raise
+
+    def _release(self, *, broken: bool = False) -> None:
+        if self._connection is not None:
+            if broken:
+                self._connection.disconnect()
+            self._pool.release(self._connection)
+            self._connection = None
+
+    def within_limit(self) -> bool:
+        if self.count is None:
+            if self._connection is None:
+                self.count = (
+                    1 if cache.add(self.bucket, 1, self.expiry) else cache.incr(self.bucket)
+                )
+            else:
+                try:
+                    self._connection.read_response()
+                    self.count = int(self._connection.read_response())
+                except BaseException:
+                    self._release(broken=True)
+                    raise
+                self._release()
+        return self.count <= self.limit
+
+    def close(self) -> None:
+        """Read the answer if nobody did (a connection goes back to the pool clean)."""
+        if self._connection is not None:
+            self.within_limit()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRow:
+    """An API key as a hot statement reads it (`KEY_COLUMNS`, table alias `k`)."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    revoked_at: dt.datetime | None
+    expires_at: dt.datetime | None
+    last_used_at: dt.datetime | None
+
+    def is_usable(self) -> bool:
+        if self.revoked_at is not None:
+            return False
+        return self.expires_at is None or self.expires_at.timestamp() > time.time()
+
+    def record_use(self) -> None:
+        """api_key_touch's once-a-minute `last_used_at`, for a key read here."""
+        if (
+            self.last_used_at is None
+            or time.time() - self.last_used_at.timestamp() >= _TOUCH_SECONDS
+        ):
+            api_key_record_use(key_id=self.id)
+
+
+KEY_COLUMNS = "k.id, k.tenant_id, k.revoked_at, k.expires_at, k.last_used_at"
+KEY_COUNT = len(KEY_COLUMNS.split(","))
+KEY_TABLE = f"{ApiKey._meta.db_table} k"
+
+
+def request_key_hash(request) -> str | None:
+    """The hash of the request's API key when the hot path can serve the request, else None."""
+    if request.META.get("HTTP_IDEMPOTENCY_KEY") is not None:
+        return None
+    if request.META.get("HTTP_ACCEPT", "") not in PLAIN_ACCEPTS:
+        return None
+    clear_key = request.META.get(API_KEY_HEADER)
+    if clear_key is None and request.META.get("QUERY_STRING"):
+        if "format" in request.GET:
+            return None
+        clear_key = request.GET.get(API_KEY_QUERY_PARAM)
+    if not clear_key or len(clear_key) > 200:
+        return None
+    return hash_api_key(clear_key)
+
+
+def server_cursor():
+    """A Django cursor over a server-side-binding psycopg cursor: its statements are prepared on
+    the server after their first uses (psycopg's `prepare_threshold`), so a hot statement is
+    parsed and planned once per connection. Django's wrappers stay (query logging and counting,
+    execute wrappers)."""
+    connection.ensure_connection()
+    return connection._prepare_cursor(psycopg.Cursor(connection.connection))
+
+
+def statement(sql: str, params: list) -> list[tuple]:
+    """Run one statement (see `server_cursor`); returns its rows."""
+    with server_cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def json_response(data, status: int = 200, allow: str | None = None) -> HttpResponse:
+    """The response DRF's JSONRenderer and `Response` would give for `data`."""
+    response = HttpResponse(_renderer.render(data), status=status, content_type="application/json")
+    if allow is not None:
+        response["Allow"] = allow
+    return response
+
+
+def not_found_response(allow: str | None = None) -> HttpResponse:
+    """DRF's 404 for a missing object, in the error shape (tenants.api.errors.exception_handler)."""
+    return json_response(error_payload(404, [str(NotFound.default_detail)]), 404, allow)
+
+
+def allowed_methods(drf_view) -> str:
+    """The `Allow` header DRF sends for a routed viewset view."""
+    cls = drf_view.cls
+    actions = set(getattr(drf_view, "actions", {}) or {})
+    if "get" in actions:
+        actions.add("head")
+    actions.add("options")
+    return ", ".join(m.upper() for m in cls.http_method_names if m in actions)
+
+
+def hot_retrieve(drf_view, *, parse, fetch, render, scope: str = "default"):
+    """Wrap a routed DRF detail view. A GET whose URL `parse` accepts is answered with
+    `render(instance)` where `fetch(key_hash, parsed)` returns `(KeyRow | None, instance | None)`
+    from one statement (a 404 as DRF gives it when the key is good but the instance missing);
+    everything else goes to `drf_view`."""
+    allow = allowed_methods(drf_view)
+
+    @functools.wraps(drf_view)
+    def view(request, *args, **kwargs):
+        key_hash = request_key_hash(request) if request.method == "GET" and enabled() else None
+        parsed = parse(**kwargs) if key_hash is not None else None
+        if parsed is None:
+            return drf_view(request, *args, **kwargs)
+        count = RateCount(key_hash, scope)
+        try:
+            key, instance = fetch(key_hash, parsed)
+        finally:
+            count.close()
+        if key is None or not count.within_limit() or not key.is_usable():
+            return drf_view(request, *args, **kwargs)
+        key.record_use()
+        if instance is None:
+            return not_found_response(allow)
+        return json_response(render(instance), allow=allow)
+
+    return view
+
+
+def with_hot_views(patterns: list, wrappers: dict) -> list:
+    """`patterns` (a router's URL patterns) with the views named in `wrappers` wrapped."""
+    return [
+        URLPattern(p.pattern, wrappers[p.name](p.callback), p.default_args, p.name)
+        if getattr(p, "name", None) in wrappers
+        else p
+        for p in patterns
+    ]
