@@ -130,10 +130,14 @@ def _renewal_lines(subscriptions, periods: dict, report) -> dict:
     return lines
 
 
-def _payment_methods_for(subscriptions) -> dict:
-    """The card each subscription is charged with: its own, else its customer's default, else
-    the customer's newest (one query for the batch)."""
+def _cards_for(subscriptions, customers: dict) -> tuple[dict, dict]:
+    """The card each subscription is charged with first (by subscription id) and the card a
+    declined charge falls back to (by customer id), from one query for the batch. A customer with
+    a primary namespace card is charged with it and falls back to its secondary card
+    (services.primary_and_secondary_cards); anyone else with the subscription's own card, else
+    the customer's default, else their newest, and without a fallback."""
     by_customer: dict = {}
+    with_roles: dict = {}
     wanted = {s.customer_id for s in subscriptions}
     methods = (
         PaymentMethod.objects.filter(deleted_at__isnull=True)
@@ -144,10 +148,52 @@ def _payment_methods_for(subscriptions) -> dict:
     for method in methods:
         by_customer.setdefault(method.customer_id, method)
         by_id[method.pk] = method
-    return {
-        s.pk: by_id.get(s.payment_method_id) or by_customer.get(s.customer_id)
+        if method.role != PaymentMethod.Role.NORMAL:
+            with_roles.setdefault(method.customer_id, []).append(method)
+    primaries, fallbacks = {}, {}
+    for customer_id, cards in with_roles.items():
+        primary, secondary = services.primary_and_secondary_cards(
+            cards, default_namespace_id=customers[customer_id].default_namespace_id
+        )
+        if primary is not None:
+            primaries[customer_id] = primary
+        if secondary is not None:
+            fallbacks[customer_id] = secondary
+    first = {
+        s.pk: primaries.get(s.customer_id)
+        or by_id.get(s.payment_method_id)
+        or by_customer.get(s.customer_id)
         for s in subscriptions
     }
+    return first, fallbacks
+
+
+def _charge(payments: list[Payment], fallbacks: dict, at: dt.datetime) -> list[Payment]:
+    """Charge the batch's claimed payments and then, once, the declined ones whose customer has
+    a card to fall back to. Returns every attempt made, the fallbacks last."""
+    services.payments_charge_many(payments=payments, at=at)
+    declined = [
+        (payment, fallbacks[payment.customer_id])
+        for payment in payments
+        if payment.status == Payment.Status.FAILED and payment.customer_id in fallbacks
+    ]
+    return payments + services.payments_charge_fallback(declined=declined, at=at)
+
+
+def _unpaid_invoices(attempts: list[Payment]) -> list:
+    """Ids of the invoices whose every attempt was declined."""
+    paid = {p.invoice_id for p in attempts if p.status == Payment.Status.COMPLETED}
+    return list(
+        dict.fromkeys(
+            p.invoice_id
+            for p in attempts
+            if p.status == Payment.Status.FAILED and p.invoice_id not in paid
+        )
+    )
+
+
+def _declined_count(attempts: list[Payment]) -> int:
+    return sum(p.status == Payment.Status.FAILED for p in attempts)
 
 
 def _claim_due_batch(at: dt.datetime, batch_size: int, skip: set) -> list:
@@ -169,7 +215,9 @@ def renewals_run(*, at: dt.datetime, report: BillingRunReport, batch_size: int) 
                 subscriptions = _claim_due_batch(at, batch_size, skip)
                 if not subscriptions:
                     return
-                payments, failed_without_card = _renew_batch(subscriptions, at, report, skip)
+                payments, fallbacks, failed_without_card = _renew_batch(
+                    subscriptions, at, report, skip
+                )
         except IntegrityError:
             # Another run invoiced one of these periods between our claim and our insert; the
             # batch rolled back whole and is retried, now seeing those invoices.
@@ -178,17 +226,17 @@ def renewals_run(*, at: dt.datetime, report: BillingRunReport, batch_size: int) 
                 raise
             logger.warning("Renewal batch collided with a concurrent run; retrying it")
             continue
-        report.charges += len(payments)
-        services.payments_charge_many(payments=payments, at=at)
-        failed = [p.invoice_id for p in payments if p.status == Payment.Status.FAILED]
-        report.charges_failed += len(failed) + len(failed_without_card)
-        dunning_after_failure(invoice_ids=failed + failed_without_card, at=at)
+        attempts = _charge(payments, fallbacks, at)
+        report.charges += len(attempts)
+        report.charges_failed += _declined_count(attempts) + len(failed_without_card)
+        dunning_after_failure(invoice_ids=_unpaid_invoices(attempts) + failed_without_card, at=at)
 
 
-def _renew_batch(subscriptions, at, report, skip) -> tuple[list[Payment], list]:
+def _renew_batch(subscriptions, at, report, skip) -> tuple[list[Payment], dict, list]:
     """Inside the batch's transaction: invoice the next period of each claimed subscription,
-    advance it, and claim the charges of card customers. Returns (payments to charge, ids of
-    card invoices that have no card to charge)."""
+    advance it, and claim the charges of card customers. Returns (payments to charge, the cards
+    their customers fall back to (see _cards_for), ids of card invoices that have no card to
+    charge)."""
     renewable = []
     for subscription in subscriptions:
         try:
@@ -237,7 +285,7 @@ def _renew_batch(subscriptions, at, report, skip) -> tuple[list[Payment], list]:
     commit_lines = usage_selectors.commit_lines_many(subscriptions=renewable, periods=periods)
     pending = services.pending_lines_for_update(s.pk for s in renewable)
     voucher_customers = _customers_with_vouchers({s.customer_id for s in renewable})
-    methods = _payment_methods_for(renewable)
+    methods, fallbacks = _cards_for(renewable, {s.customer_id: s.customer for s in renewable})
     tenants = Tenant.objects.in_bulk({s.tenant_id for s in renewable})
     assemblers = {pk: services.InvoiceAssembler(tenant, at) for pk, tenant in tenants.items()}
 
@@ -347,7 +395,7 @@ def _renew_batch(subscriptions, at, report, skip) -> tuple[list[Payment], list]:
     )
     report.invoices += invoices
     report.renewals += len(advanced)
-    return payments, no_card
+    return payments, fallbacks, no_card
 
 
 def _customers_with_vouchers(customer_ids: set) -> set:
@@ -416,7 +464,9 @@ def dunning_run(*, at: dt.datetime, report: BillingRunReport, batch_size: int) -
             )
             if not invoices:
                 return
-            methods = _payment_methods_for([i.subscription for i in invoices])
+            methods, fallbacks = _cards_for(
+                [i.subscription for i in invoices], {i.customer_id: i.customer for i in invoices}
+            )
             payments, no_card = [], []
             for invoice in invoices:
                 invoice.next_attempt_at = None
@@ -429,12 +479,11 @@ def dunning_run(*, at: dt.datetime, report: BillingRunReport, batch_size: int) -
                 invoice.save(update_fields=["next_attempt_at"])
                 payments.append(services.payment_claim(invoice=invoice, payment_method=method))
         report.dunning_retries += len(invoices)
-        services.payments_charge_many(payments=payments, at=at)
-        for payment in payments:
+        attempts = _charge(payments, fallbacks, at)
+        for payment in attempts:
             if payment.status == Payment.Status.COMPLETED:
                 subscription_services.subscription_payment_recovered(
                     subscription=payment.invoice.subscription
                 )
-        failed = [p.invoice_id for p in payments if p.status == Payment.Status.FAILED]
-        report.charges_failed += len(failed) + len(no_card)
-        dunning_after_failure(invoice_ids=failed + no_card, at=at)
+        report.charges_failed += _declined_count(attempts) + len(no_card)
+        dunning_after_failure(invoice_ids=_unpaid_invoices(attempts) + no_card, at=at)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
@@ -708,6 +708,104 @@ def _subscription_payment_recovered(invoice: Invoice, payment: Payment) -> None:
     from subscriptions import services as subscription_services
 
     subscription_services.subscription_payment_recovered(subscription=invoice.subscription)
+
+
+# --- Falling back from the primary card to the secondary (seed 003) --------------------------
+
+
+def primary_and_secondary_cards(
+    methods, *, default_namespace_id
+) -> tuple[PaymentMethod | None, PaymentMethod | None]:
+    """The primary and the secondary card among a customer's cards in use (`methods`). Each
+    namespace may have its own: the default namespace's win, then the oldest."""
+    found: dict = {}
+    for method in sorted(methods, key=lambda m: (m.namespace_id != default_namespace_id, m.pk)):
+        if method.role in (PaymentMethod.Role.PRIMARY, PaymentMethod.Role.SECONDARY):
+            found.setdefault(method.role, method)
+    return found.get(PaymentMethod.Role.PRIMARY), found.get(PaymentMethod.Role.SECONDARY)
+
+
+def payments_charge_fallback(
+    *, declined: list[tuple[Payment, PaymentMethod]], at: dt.datetime | None = None
+) -> list[Payment]:
+    """Charge the invoice of each declined payment once more, with the card paired with it (the
+    customer's secondary), and settle. The attempt is keyed off the declined one, so a retry
+    never charges twice, and belongs to the same round: it leaves `attempt_count` alone, so
+    dunning retries on the same days as for a customer with one card. Skipped: a card that is
+    the declined one, invoices no longer open, and invoices with a charge in flight. Returns the
+    fallback payments."""
+    at = at or timezone.now()
+    wanted = {
+        payment.invoice_id: (payment, card)
+        for payment, card in declined
+        if payment.status == Payment.Status.FAILED
+        and card is not None
+        and card.pk != payment.payment_method_id
+    }
+    if not wanted:
+        return []
+    keys = {pk: f"{payment.idempotency_key}:fallback" for pk, (payment, _) in wanted.items()}
+    with transaction.atomic():
+        amounts = dict(
+            Invoice.objects.select_for_update()
+            .filter(pk__in=list(wanted), status=Status.OPEN, amount_due__gt=0)
+            .values_list("pk", "amount_due")
+        )
+        in_flight = set(
+            Payment.objects.filter(invoice_id__in=list(amounts))
+            .filter(Q(status=Payment.Status.PENDING) | Q(idempotency_key__in=list(keys.values())))
+            .values_list("invoice_id", flat=True)
+        )
+        claims = [
+            Payment(
+                tenant_id=payment.tenant_id,
+                invoice=payment.invoice,
+                customer_id=payment.customer_id,
+                amount=amounts[pk],
+                currency=payment.currency,
+                payment_method=card,
+                idempotency_key=keys[pk],
+            )
+            for pk, (payment, card) in wanted.items()
+            if pk in amounts and pk not in in_flight
+        ]
+        fast_insert(Payment, claims)
+    for claim in claims:
+        logger.info(
+            "invoice %s: primary card declined (%s), charging the secondary",
+            claim.invoice_id,
+            wanted[claim.invoice_id][0].failure_reason,
+        )
+    payments_charge_many(payments=claims, at=at)
+    return claims
+
+
+def invoice_charge_with_fallback(
+    *, invoice: Invoice, at: dt.datetime | None = None
+) -> ChargeResult:
+    """Charge the invoice with the customer's primary card (without one: the usual card, see
+    payment_method_for_charge) and, when that is declined, once with its secondary card. The
+    second attempt is made only after the first is recorded failed, and a paid invoice is never
+    charged, so the invoice is never paid twice."""
+    primary, secondary = primary_and_secondary_cards(
+        PaymentMethod.objects.filter(
+            tenant_id=invoice.tenant_id,
+            customer_id=invoice.customer_id,
+            deleted_at__isnull=True,
+            role__in=[PaymentMethod.Role.PRIMARY, PaymentMethod.Role.SECONDARY],
+        ),
+        default_namespace_id=invoice.customer.default_namespace_id,
+    )
+    result = invoice_charge(invoice=invoice, payment_method=primary, at=at)
+    if result.paid or result.payment is None or secondary is None:
+        return result
+    fallback = payments_charge_fallback(declined=[(result.payment, secondary)], at=at)
+    if not fallback:
+        return result
+    payment = fallback[0]
+    _subscription_payment_recovered(invoice, payment)
+    invoice.refresh_from_db()
+    return ChargeResult(payment.status == Payment.Status.COMPLETED, payment.failure_reason, payment)
 
 
 # --- Refunds ---------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Writes for namespaces' billing: quotas (optimistic concurrency), their enforcement at ingestion
 (a usage ingestion guard), plan transitions (run by a worker, optionally after staff approval),
-namespace payment methods with roles, add-ons, and charging with fallback to the secondary card.
+namespace payment methods with roles (charging falls back from the primary card to the secondary
+in invoicing.services), and add-ons.
 
 Enforcement is race-free: inside the ingestion transaction, before the insert, the guard takes
 one transaction-scoped lock per (namespace, metric) that a hard limit binds
@@ -24,10 +25,10 @@ from django.db.models import F
 from django.utils import timezone
 from rest_framework.exceptions import APIException, ValidationError
 
-from customers.models import Customer, Namespace
+from customers.models import Namespace
 from invoicing import services as invoicing_services
 from invoicing.gateways.base import CardError
-from invoicing.models import Invoice, PaymentMethod
+from invoicing.models import PaymentMethod
 from quotas import selectors
 from quotas.models import PlanTransition, Quota, QuotaExceedance
 from quotas.ratelimit import Take, buckets_take
@@ -487,39 +488,6 @@ def namespace_payment_method_delete(*, method: PaymentMethod) -> None:
         secondary = _namespace_methods(method.namespace).filter(role=Role.SECONDARY).first()
         if secondary is not None:
             _set_role(secondary, Role.PRIMARY)
-
-
-def charge_methods(customer: Customer) -> tuple[PaymentMethod | None, PaymentMethod | None]:
-    """The customer's primary and secondary cards (from its default namespace first)."""
-    methods = PaymentMethod.objects.filter(
-        tenant_id=customer.tenant_id,
-        customer=customer,
-        deleted_at__isnull=True,
-        role__in=[Role.PRIMARY, Role.SECONDARY],
-    ).order_by("id")
-    found: dict = {}
-    for method in sorted(methods, key=lambda m: m.namespace_id != customer.default_namespace_id):
-        found.setdefault(method.role, method)
-    return found.get(Role.PRIMARY), found.get(Role.SECONDARY)
-
-
-def invoice_charge_with_fallback(*, invoice: Invoice):
-    """Charge the invoice with the customer's primary card and, when that fails, once with the
-    secondary. The second attempt is made only after the first is recorded failed, and
-    invoice_charge never charges a paid invoice, so the invoice is never paid twice."""
-    primary, secondary = charge_methods(invoice.customer)
-    result = invoicing_services.invoice_charge(invoice=invoice, payment_method=primary)
-    if result.paid or secondary is None or (primary is not None and secondary.pk == primary.pk):
-        return result
-    invoice.refresh_from_db()
-    if invoice.status != Invoice.Status.OPEN:
-        return result
-    logger.info(
-        "invoice %s: primary card failed (%s), charging the secondary",
-        invoice.pk,
-        result.failure_reason,
-    )
-    return invoicing_services.invoice_charge(invoice=invoice, payment_method=secondary)
 
 
 # --- Add-ons -------------------------------------------------------------------------------------

@@ -38,10 +38,10 @@ from rest_framework.renderers import JSONRenderer
 
 from billing_project.conf import billing_settings
 from tenants.api.authentication import API_KEY_HEADER, API_KEY_QUERY_PARAM
-from tenants.api.errors import error_payload
+from tenants.api.errors import error_payload, exception_handler
 from tenants.api.throttling import SCOPE_SETTINGS, rate_limit_group, rate_limit_value
-from tenants.models import ApiKey, hash_api_key
-from tenants.services import LAST_USED_RESOLUTION, api_key_record_use
+from tenants.models import ApiKey, api_key_cache_key, hash_api_key
+from tenants.services import LAST_USED_RESOLUTION, api_key_record_use, api_key_touch
 
 # Answers DRF would render exactly as we do: no Accept header, or one that takes plain JSON.
 PLAIN_ACCEPTS = frozenset({"", "*/*", "application/json", "application/json, */*"})
@@ -71,22 +71,25 @@ class RateCount:
     """One request counted in its key's django-ratelimit bucket: creating it sends the count,
     `within_limit` reads the answer (send, do the database work, then read)."""
 
-    def __init__(self, key_hash: str, scope: str):
+    def __init__(self, key_hash: str, scope: str, *, read_cached_key: bool = False):
         self.bucket, self.limit, self.expiry = _ratelimit_bucket(scope, key_hash)
         self._connection = self._pool = None
         self.count = None
-        backend = getattr(cache, "_cache", None)
+        # With `read_cached_key`, the same exchange reads the resolved key that DRF's
+        # authentication caches (tenants.selectors.api_key_for_clear_key), tenant included.
+        self._key_name = api_key_cache_key(key_hash) if read_cached_key else None
+        self.cached_key = None
+        backend = self._backend = getattr(cache, "_cache", None)
         if backend is None or not hasattr(backend, "get_client"):
             return  # the in-process cache (development) is counted in within_limit
         self._pool = backend.get_client(write=True).connection_pool
         self._connection = self._pool.get_connection()
         name = cache.make_key(self.bucket)
+        commands = [("SET", name, 0, "NX", "EX", self.expiry), ("INCR", name)]
+        if self._key_name is not None:
+            commands.append(("GET", cache.make_key(self._key_name)))
         try:
-            self._connection.send_packed_command(
-                self._connection.pack_commands(
-                    [("SET", name, 0, "NX", "EX", self.expiry), ("INCR", name)]
-                )
-            )
+            self._connection.send_packed_command(self._connection.pack_commands(commands))
         except BaseException:
             self._release(broken=True)
             raise
@@ -101,13 +104,18 @@ class RateCount:
     def within_limit(self) -> bool:
         if self.count is None:
             if self._connection is None:
-                self.count = (
-                    1 if cache.add(self.bucket, 1, self.expiry) else cache.incr(self.bucket)
-                )
+                added = cache.add(self.bucket, 1, self.expiry)
+                self.count = 1 if added else cache.incr(self.bucket)
+                if self._key_name is not None:
+                    self.cached_key = cache.get(self._key_name)
             else:
                 try:
                     self._connection.read_response()
                     self.count = int(self._connection.read_response())
+                    if self._key_name is not None:
+                        entry = self._connection.read_response()
+                        if entry is not None:
+                            self.cached_key = self._backend._serializer.loads(entry)
                 except BaseException:
                     self._release(broken=True)
                     raise
@@ -240,3 +248,46 @@ def with_hot_views(patterns: list, wrappers: dict) -> list:
         else p
         for p in patterns
     ]
+
+
+def cached_api_key(request, scope: str) -> ApiKey | None:
+    """For hot writes, which need the tenant itself: the request's usable key from the cache DRF's
+    authentication fills (revoking or saving a key clears it), counted against its rate limit,
+    in one Redis exchange; None hands the request to DRF (a key not cached yet, for one)."""
+    key_hash = request_key_hash(request)
+    if key_hash is None:
+        return None
+    count = RateCount(key_hash, scope, read_cached_key=True)
+    within_limit = count.within_limit()
+    api_key = count.cached_key
+    if api_key is None or not within_limit or not api_key.is_usable():
+        return None
+    api_key_touch(api_key=api_key)
+    return api_key
+
+
+def hot_post(drf_view, *, handle, scope: str):
+    """Wrap a routed DRF view: a POST with a cached key is answered by `handle(tenant, request)`,
+    which returns (status, data) or raises what a DRF view would (rendered by the API's one
+    exception handler); everything else goes to `drf_view`."""
+    allow = allowed_methods(drf_view)
+
+    @functools.wraps(drf_view)
+    def view(request, *args, **kwargs):
+        api_key = None
+        if request.method == "POST" and enabled():
+            api_key = cached_api_key(request, scope)
+        if api_key is None:
+            return drf_view(request, *args, **kwargs)
+        try:
+            status, data = handle(api_key.tenant, request)
+        except Exception as exc:  # what DRF's handle_exception would turn into an answer
+            answer = exception_handler(exc, {})
+            response = json_response(answer.data, answer.status_code, allow)
+            for name, value in answer.headers.items():
+                if name.lower() != "content-type":
+                    response[name] = value
+            return response
+        return json_response(data, status, allow)
+
+    return view

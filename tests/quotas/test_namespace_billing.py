@@ -8,7 +8,6 @@ import time_machine
 
 from invoicing import services as invoicing_services
 from invoicing.models import PaymentMethod
-from quotas import services
 from subscriptions import services as subscription_services
 from subscriptions.models import SubscriptionItem
 from tests.factories import CustomerFactory
@@ -109,7 +108,7 @@ def test_a_failing_primary_card_falls_back_to_the_secondary(api, tenant, custome
         lines=[invoicing_services.LineDraft(description="Fee", kind="one_off", amount=1500)],
         billing_reason="manual",
     )
-    result = services.invoice_charge_with_fallback(invoice=invoice)
+    result = invoicing_services.invoice_charge_with_fallback(invoice=invoice)
     assert result.paid is True
     invoice.refresh_from_db()
     assert invoice.status == "paid"
@@ -119,7 +118,7 @@ def test_a_failing_primary_card_falls_back_to_the_secondary(api, tenant, custome
     assert [status for status, _ in payments] == ["failed", "completed"]
     assert payments[1][1] == secondary
     # Charging again never charges twice.
-    again = services.invoice_charge_with_fallback(invoice=invoice)
+    again = invoicing_services.invoice_charge_with_fallback(invoice=invoice)
     assert again.paid is True
     assert invoice.payments.count() == 2
 

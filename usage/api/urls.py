@@ -1,6 +1,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
+from tenants.api import hot
 from usage.api import views
 
 router = SimpleRouter(trailing_slash=False)
@@ -36,5 +37,8 @@ urlpatterns = [
         customer_usage_limit,
         name="customer-usage-limit",
     ),
-    *router.urls,
+    *hot.with_hot_views(
+        router.urls,
+        {"event-list": lambda view: hot.hot_post(view, handle=views.ingest_one, scope="ingest")},
+    ),
 ]
