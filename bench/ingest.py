@@ -320,6 +320,7 @@ def main() -> int:
     import psycopg
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--worker-class", choices=["sync", "gthread"], default="gthread")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--seconds", type=int, default=10)
@@ -351,7 +352,13 @@ def main() -> int:
             }
         )
     port = free_port()
-    server = start_gunicorn(environment, port, workers=args.workers, threads=args.threads)
+    server = start_gunicorn(
+        environment,
+        port,
+        workers=args.workers,
+        worker_class=args.worker_class,
+        threads=args.threads,
+    )
     base = f"http://127.0.0.1:{port}"
     results: dict = {}
     database = psycopg.connect(f"{PG_SERVER}/{BENCH_DB}", autocommit=True)
@@ -416,7 +423,8 @@ def main() -> int:
         database.close()
 
     print(
-        f"gunicorn gthread, {args.workers} workers x {args.threads} threads; PostgreSQL "
+        f"gunicorn {args.worker_class}, {args.workers} workers x {args.threads} threads; "
+        f"PostgreSQL "
         f"{BENCH_DB}; cache {'Redis' if args.redis_url else 'in-process'}; "
         f"load average after: {load_average()}"
     )

@@ -61,7 +61,12 @@ def measure(args, environment, seed, script: Path, wsgi: str, name: str) -> floa
     }
     port = free_port()
     server = start_gunicorn(
-        environment, port, workers=args.workers, threads=args.threads, wsgi=wsgi
+        environment,
+        port,
+        workers=args.workers,
+        worker_class=args.worker_class,
+        threads=args.threads,
+        wsgi=wsgi,
     )
     url = f"http://127.0.0.1:{port}/api/v1/events/batch"
     try:
@@ -82,6 +87,7 @@ def measure(args, environment, seed, script: Path, wsgi: str, name: str) -> floa
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--worker-class", choices=["sync", "gthread"], default="gthread")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--seconds", type=int, default=10)
@@ -124,7 +130,8 @@ def main() -> int:
     )
     baseline = (results["off"] + results["off again"]) / 2
     print(
-        f"gunicorn gthread, {args.workers} workers x {args.threads} threads; PostgreSQL "
+        f"gunicorn {args.worker_class}, {args.workers} workers x {args.threads} threads; "
+        f"PostgreSQL "
         f"{ingest.BENCH_DB}; cache {'Redis' if args.redis_url else 'in-process'}; load average "
         f"after: {load_average()}"
     )

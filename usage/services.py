@@ -405,7 +405,7 @@ def _billing_subscription_for(tenant, customer_codes: set[tuple[uuid.UUID, str]]
 
 # Every reference of a request in one round trip (what _metric_rules, _subscriptions_locked,
 # _namespaces and _customers read, with the same locks): the customers named by id or reference,
-# and those of the named subscriptions and namespaces.
+# and those of the named subscriptions and namespaces; and which of `stored` are stored already.
 _REFERENCES_SQL = """
 WITH m AS (
     SELECT id, code, aggregation_method, aggregation_property, filters FROM subscriptions_metric
@@ -427,6 +427,8 @@ SELECT 'm', id, code, aggregation_method, aggregation_property, NULL::uuid, NULL
        filters::text FROM m
 UNION ALL SELECT 's', id, status, NULL, NULL, customer_id, NULL, NULL FROM s
 UNION ALL SELECT 'n', id, name, NULL, NULL, customer_id, NULL, NULL FROM n
+UNION ALL SELECT 'e', NULL, event_id, NULL, NULL, NULL, NULL, NULL FROM usage_usageevent
+WHERE tenant_id = %(tenant)s AND event_id = ANY(%(stored)s)
 UNION ALL
 SELECT 'c', c.id, c.reference, c.status, dn.name, c.default_namespace_id,
        EXISTS (SELECT 1 FROM customers_usagelimit l WHERE l.customer_id = c.id), NULL
@@ -436,10 +438,10 @@ WHERE c.tenant_id = %(tenant)s AND c.id IN (SELECT id FROM named)
 
 
 def _references_postgresql(
-    tenant, codes, subscription_ids, namespace_names, customer_ids, references
+    tenant, codes, subscription_ids, namespace_names, customer_ids, references, stored
 ):
-    """(metrics, subscriptions, namespaces, customers, customers by reference), shaped as the
-    per-kind readers return them, from one statement."""
+    """(metrics, subscriptions, namespaces, customers, customers by reference, stored event
+    ids), shaped as the per-kind readers return them, from one statement."""
     with connection.cursor() as cursor:
         cursor.execute(
             _REFERENCES_SQL,
@@ -450,10 +452,12 @@ def _references_postgresql(
                 "namespaces": list(namespace_names),
                 "customers": list(customer_ids),
                 "references": list(references),
+                "stored": list(stored),
             },
         )
         rows = cursor.fetchall()
     metrics, subscriptions, namespaces, customers, by_reference = {}, {}, {}, {}, {}
+    found_stored = set()
     for kind, pk, text_a, text_b, text_c, other_id, flag, filters in rows:
         if kind == "m":
             metrics[text_a] = MetricRule.from_metric(
@@ -464,16 +468,21 @@ def _references_postgresql(
         elif kind == "n":
             row = NamespaceRow(pk, text_a, other_id)
             namespaces[pk] = namespaces[text_a] = row
+        elif kind == "e":
+            found_stored.add(text_a)
         else:
             customers[pk] = (text_b, other_id, text_c, flag)
             if text_a:
                 by_reference.setdefault(text_a, pk)
-    return metrics, subscriptions, namespaces, customers, by_reference
+    return metrics, subscriptions, namespaces, customers, by_reference, found_stored
 
 
-def _resolve(tenant, drafts: list[_Draft], errors: _Errors) -> tuple[list[EventRow], dict, set]:
-    """Check every reference of the parsed events; returns the rows, the namespaces used and
-    the ids of the customers that have usage limits."""
+def _resolve(
+    tenant, drafts: list[_Draft], errors: _Errors, *, stored_check=()
+) -> tuple[list[EventRow], dict, set, set]:
+    """Check every reference of the parsed events; returns the rows, the namespaces used, the
+    ids of the customers that have usage limits, and which event ids of `stored_check` are
+    stored already (read in the same round trip)."""
     codes = {d.code for d in drafts}
     subscription_ids = {d.subscription_id for d in drafts} - {None}
     customer_ids, references = set(), set()
@@ -485,12 +494,19 @@ def _resolve(tenant, drafts: list[_Draft], errors: _Errors) -> tuple[list[EventR
             references.add(d.customer_ref)
     namespace_names = {d.namespace_name for d in drafts if d.namespace_name}
     if _is_postgresql():
-        metrics, subscriptions, namespaces, customers, customer_by_reference = (
+        metrics, subscriptions, namespaces, customers, customer_by_reference, stored = (
             _references_postgresql(
-                tenant, codes, subscription_ids, namespace_names, customer_ids, references
+                tenant,
+                codes,
+                subscription_ids,
+                namespace_names,
+                customer_ids,
+                references,
+                stored_check,
             )
         )
     else:
+        stored = {e for e in stored_check if event_exists(tenant=tenant, event_id=e)}
         metrics = _metric_rules(tenant, codes, lock=True)
         subscriptions = _subscriptions_locked(tenant, subscription_ids)
         customer_ids |= {customer_id for _, customer_id in subscriptions.values()}
@@ -619,7 +635,7 @@ def _resolve(tenant, drafts: list[_Draft], errors: _Errors) -> tuple[list[EventR
             }
         )
     limited = {pk for pk, customer in customers.items() if customer[3]}
-    return rows, namespace_rows, limited
+    return rows, namespace_rows, limited, stored
 
 
 # --- Storing ------------------------------------------------------------------------------------
@@ -840,7 +856,9 @@ def _ingestion_transaction():
 
 def events_ingest(*, tenant, events: list, batch: bool) -> IngestResult:
     """Validate and store events (all or nothing). Duplicates by event_id, within the request or
-    against stored events, are no-ops and counted as such."""
+    against stored events, are no-ops and counted as such. A single event (not `batch`) whose
+    event_id is stored already is a duplicate before anything else is checked: a client's retry
+    is answered with what was stored, even once its body would no longer be accepted."""
     now = timezone.now()
     errors = _Errors(batch)
     drafts = []
@@ -848,6 +866,13 @@ def events_ingest(*, tenant, events: list, batch: bool) -> IngestResult:
         draft = _parse_event(raw, index, errors, now)
         if draft is not None:
             drafts.append(draft)
+    single_id = None
+    if not batch and isinstance(events[0], dict):
+        event_id = events[0].get("event_id")
+        if isinstance(event_id, str) and event_id:
+            single_id = event_id
+    if errors.by_key and single_id and event_exists(tenant=tenant, event_id=single_id):
+        return IngestResult(accepted=0, duplicates=1)
     errors.raise_if_any()
     seen: set[str] = set()
     unique = []
@@ -856,7 +881,11 @@ def events_ingest(*, tenant, events: list, batch: bool) -> IngestResult:
             seen.add(draft.event_id)
             unique.append(draft)
     with _ingestion_transaction():
-        rows, namespace_rows, limited = _resolve(tenant, unique, errors)
+        rows, namespace_rows, limited, stored = _resolve(
+            tenant, unique, errors, stored_check=[single_id] if single_id else ()
+        )
+        if single_id in stored:
+            return IngestResult(accepted=0, duplicates=1)
         errors.raise_if_any()
         inserted = _store(tenant, rows, namespace_rows, now)
         _usage_limits_nudge({r.customer_id for r in inserted} & limited)

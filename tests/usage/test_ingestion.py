@@ -260,3 +260,21 @@ def test_racing_single_duplicates_count_once(tenant, clock):
         thread.join(timeout=60)
     assert sorted(accepted) == [0, 0, 0, 0, 0, 1]
     assert _counted() == (1, Decimal(0))
+
+
+def test_a_retried_single_event_is_answered_with_the_original_even_if_now_refused(
+    api, subscription, calls
+):
+    body = event(subscription, "api_calls", 3, event_id="evt-retry")
+    first = api.post("/api/v1/events", body, format="json")
+    assert first.status_code == 201
+    # The retry's timestamp is out of the window now, and its metric unknown: still the original.
+    retry = {**body, "timestamp": "1999-01-01T00:00:00Z", "code": "gone"}
+    again = api.post("/api/v1/events", retry, format="json")
+    assert again.status_code == 200
+    assert again.json() == first.json()
+    # A new event with the same faults is refused.
+    fresh = api.post("/api/v1/events", {**retry, "event_id": "evt-new"}, format="json")
+    body = assert_error_body(fresh, 400)
+    assert body["errors"]["timestamp"] == ["timestamp must be at most 35 days old"]
+    assert _counted() == (1, Decimal(3))

@@ -126,18 +126,11 @@ def ingest_one(tenant, request) -> tuple[int, dict]:
     body = _json_body(request)
     if not isinstance(body, dict):
         raise ValidationError({"non_field_errors": ["the body must be an event object"]})
-    event_id = body.get("event_id")
-    if (
-        isinstance(event_id, str)
-        and event_id
-        and services.event_exists(tenant=tenant, event_id=event_id)
-    ):
-        return status.HTTP_200_OK, _stored_event(tenant, event_id)
     result = services.events_ingest(tenant=tenant, events=[body], batch=False)
     if result.inserted:
         row = result.inserted[0]
         return status.HTTP_201_CREATED, event_data(row, row.namespace_name)
-    return status.HTTP_200_OK, _stored_event(tenant, event_id)
+    return status.HTTP_200_OK, _stored_event(tenant, body["event_id"])
 
 
 def _stored_event(tenant, event_id: str) -> dict:
