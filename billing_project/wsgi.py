@@ -8,7 +8,3 @@ application = get_wsgi_application()
 # Import the URLconf (and with it every view, serializer and schema hook) now rather than on a
 # worker's first request, which would otherwise take a second or two of CPU, times each worker.
 _ = get_resolver().url_patterns
-import sys  # noqa: E402
-
-if os.environ.get("GIL_SWITCH_INTERVAL"):
-    sys.setswitchinterval(float(os.environ["GIL_SWITCH_INTERVAL"]))
