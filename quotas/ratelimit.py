@@ -4,6 +4,7 @@ of the embedded default (one process). A batch takes from all its buckets or fro
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -65,6 +66,13 @@ def _redis_client():
     return backend._cache.get_client(write=True)
 
 
+@functools.cache
+def _take_script(client):
+    """The script registered once per client: EVALSHA (loaded again if Redis lost it), not the
+    script's text on every batch."""
+    return client.register_script(_TAKE_SCRIPT)
+
+
 def buckets_take(takes: list[Take]) -> BucketAnswer:
     """Take each `tokens` from its bucket (refilled at `rate_per_second` up to `burst`), all or
     none: a refused batch spends nothing."""
@@ -76,11 +84,8 @@ def buckets_take(takes: list[Take]) -> BucketAnswer:
         arguments = [repr(now)]
         for take in takes:
             arguments += [repr(float(take.rate_per_second)), take.burst, take.tokens]
-        short, wait_ms = client.eval(
-            _TAKE_SCRIPT,
-            len(takes),
-            *[caches["default"].make_key(take.key) for take in takes],
-            *arguments,
+        short, wait_ms = _take_script(client)(
+            keys=[caches["default"].make_key(take.key) for take in takes], args=arguments
         )
         if short:
             return BucketAnswer(False, takes[int(short) - 1], int(wait_ms) / 1000)

@@ -17,6 +17,7 @@ from django.db import connection
 from django.db.models import Max, Q, Sum
 from django.utils import timezone
 
+from billing_project.db import prepared_cursor
 from customers.models import Namespace
 from quotas.models import Quota
 from subscriptions.models import Metric, PlanLimit, Subscription, SubscriptionPlan
@@ -120,7 +121,7 @@ def _sources_postgresql(tenant, namespaces: dict, codes) -> LimitSources:
 
     sources = LimitSources({}, {}, defaultdict(dict), defaultdict(list), {})
     plan_rows = []
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             _SOURCES_SQL,
             {
@@ -255,6 +256,19 @@ def namespace_limits(namespace: Namespace, *, at=None) -> NamespaceLimits:
 # --- Usage of a metric in a namespace ------------------------------------------------------------
 
 
+_PERIOD_ALL_SQL = """
+SELECT namespace_id, code, sum(event_count), sum(value_sum), max(value_max)
+FROM usage_usagerollup
+WHERE tenant_id = %(tenant)s AND namespace_id = ANY(%(namespaces)s) AND code = ANY(%(codes)s)
+  AND hour >= %(start)s AND hour < %(end)s
+GROUP BY namespace_id, code
+"""
+_PERIOD_SQL = _PERIOD_ALL_SQL.replace(
+    "GROUP BY",
+    "AND (subscription_id = ANY(%(subscriptions)s) OR subscription_id IS NULL)\nGROUP BY",
+)
+
+
 def period_aggregates(
     tenant_id,
     pairs: set[tuple[object, str]],
@@ -271,6 +285,26 @@ def period_aggregates(
     if not pairs:
         return {}
     totals = {pair: Aggregate() for pair in pairs}
+    if connection.vendor == "postgresql" and not any(
+        methods.get(code) == Metric.AggregationMethod.LATEST for _, code in pairs
+    ):
+        # The ingestion guard's read, under its locks: one prepared statement.
+        with prepared_cursor() as cursor:
+            cursor.execute(
+                _PERIOD_SQL if subscription_ids is not None else _PERIOD_ALL_SQL,
+                {
+                    "tenant": tenant_id,
+                    "namespaces": list({ns for ns, _ in pairs}),
+                    "codes": list({code for _, code in pairs}),
+                    "start": start,
+                    "end": end,
+                    "subscriptions": list(subscription_ids or ()),
+                },
+            )
+            for namespace_id, code, count, total, maximum in cursor.fetchall():
+                if (namespace_id, code) in totals:
+                    totals[(namespace_id, code)].add(count, total, maximum)
+        return totals
     rollups = UsageRollup.objects.filter(
         tenant_id=tenant_id,
         namespace_id__in={ns for ns, _ in pairs},

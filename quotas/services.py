@@ -25,6 +25,7 @@ from django.db.models import F
 from django.utils import timezone
 from rest_framework.exceptions import APIException, ValidationError
 
+from billing_project.db import prepared_cursor
 from customers.models import Namespace
 from invoicing import services as invoicing_services
 from invoicing.gateways.base import CardError
@@ -139,7 +140,7 @@ def _lock_namespace_metrics(tenant_id, pairs) -> None:
     if connection.vendor != "postgresql" or not pairs:
         return
     keys = sorted({_lock_key(tenant_id, namespace_id, code) for namespace_id, code in pairs})
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) WITH ORDINALITY AS t(k, n) "
             "ORDER BY n",

@@ -29,6 +29,7 @@ from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 from uuid6 import uuid7
 
+from billing_project.db import prepared_cursor
 from customers.models import Customer, Namespace, UsageLimit
 from subscriptions.models import Metric, Subscription, SubscriptionItem
 from subscriptions.selectors import as_uuid
@@ -442,7 +443,7 @@ def _references_postgresql(
 ):
     """(metrics, subscriptions, namespaces, customers, customers by reference, stored event
     ids), shaped as the per-kind readers return them, from one statement."""
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             _REFERENCES_SQL,
             {
@@ -710,8 +711,6 @@ def _optional_text(value) -> str | None:
 
 
 def _insert_postgresql(tenant, rows: list[EventRow], now: dt.datetime) -> set[str]:
-    import psycopg
-
     document = json.dumps(
         [
             {
@@ -734,9 +733,8 @@ def _insert_postgresql(tenant, rows: list[EventRow], now: dt.datetime) -> set[st
             for r in rows
         ]
     )
-    connection.ensure_connection()
-    # A server-side-binding cursor: the document travels as a parameter, not inlined in the SQL.
-    with psycopg.Cursor(connection.connection) as cursor:
+    # Server-side binding: the document travels as a parameter, not inlined in the SQL.
+    with prepared_cursor() as cursor:
         cursor.execute(_PG_INSERT, [document, tenant.pk, now, tenant.pk])
         return {row[0] for row in cursor.fetchall()}
 

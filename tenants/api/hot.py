@@ -26,7 +26,6 @@ import time
 import uuid
 from dataclasses import dataclass
 
-import psycopg
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
@@ -37,6 +36,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.renderers import JSONRenderer
 
 from billing_project.conf import billing_settings
+from billing_project.db import prepared_cursor
 from tenants.api.authentication import API_KEY_HEADER, API_KEY_QUERY_PARAM
 from tenants.api.errors import error_payload, exception_handler
 from tenants.api.throttling import SCOPE_SETTINGS, rate_limit_group, rate_limit_value
@@ -173,18 +173,9 @@ def request_key_hash(request) -> str | None:
     return hash_api_key(clear_key)
 
 
-def server_cursor():
-    """A Django cursor over a server-side-binding psycopg cursor: its statements are prepared on
-    the server after their first uses (psycopg's `prepare_threshold`), so a hot statement is
-    parsed and planned once per connection. Django's wrappers stay (query logging and counting,
-    execute wrappers)."""
-    connection.ensure_connection()
-    return connection._prepare_cursor(psycopg.Cursor(connection.connection))
-
-
 def statement(sql: str, params: list) -> list[tuple]:
-    """Run one statement (see `server_cursor`); returns its rows."""
-    with server_cursor() as cursor:
+    """Run one prepared statement (billing_project.db.prepared_cursor); returns its rows."""
+    with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
 
