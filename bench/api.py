@@ -4,11 +4,12 @@
 
 It (re)creates the dedicated database `billing_bench`, migrates it, seeds one tenant with 1,000
 customers, starts gunicorn on a free local port (with the bare baseline view enabled) and measures,
-for DURATION seconds each after a warm-up, with 16 keep-alive connections:
+after a warm-up, with 16 keep-alive connections, taking turns for --rounds rounds of --seconds:
   detail  GET /api/v1/customers/{id}
   list    GET /api/v1/customers?limit=100
   bare    GET /bench/bare (a plain Django view returning constant JSON: the ceiling)
-and prints requests/s, p50 and p99 latency and each API scenario's ratio to the bare view.
+and prints the median requests/s, p50 and p99 latency over the rounds and each API scenario's
+median ratio to the bare view within a round (targets: detail p99 <= 30 ms, detail/bare >= 0.5).
 See bench/README.md for the results and the choices behind the defaults.
 """
 
@@ -17,6 +18,7 @@ import os
 import random
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -38,7 +40,7 @@ BENCH_DB = "billing_bench"
 CUSTOMERS = 1000
 CONNECTIONS = 16
 WARM_UP_SECONDS = 3
-DURATION_SECONDS = 10
+DURATION_SECONDS = 6
 TARGET_DETAIL_P99_MS = 30.0
 TARGET_RATIO = 0.5
 
@@ -141,6 +143,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 2))
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--seconds", type=int, default=DURATION_SECONDS)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--redis-url",
         default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/2"),
@@ -177,36 +180,56 @@ def main() -> int:
         "list": (f"{base}/api/v1/customers?limit=100", api_key, None),
         "bare": (f"{base}/bench/bare", None, None),
     }
-    results = {}
+    # The box's speed drifts within minutes: the scenarios take turns for --rounds rounds, and each
+    # figure is the median over the rounds (ratios are taken within a round).
+    rounds: list[dict] = []
     try:
-        for name, (url, key, lua) in scenarios.items():
+        for url, key, lua in scenarios.values():
             run_wrk(url, api_key=key, script=lua, seconds=WARM_UP_SECONDS)
-            results[name] = run_wrk(url, api_key=key, script=lua, seconds=args.seconds)
+        for _ in range(args.rounds):
+            rounds.append(
+                {
+                    name: run_wrk(url, api_key=key, script=lua, seconds=args.seconds)
+                    for name, (url, key, lua) in scenarios.items()
+                }
+            )
     finally:
         stop(server)
         script.unlink(missing_ok=True)
+    results = {
+        name: {
+            figure: statistics.median(r[name][figure] for r in rounds)
+            for figure in ("rps", "p50", "p99")
+        }
+        for name in scenarios
+    }
+    ratios = {
+        name: statistics.median(r[name]["rps"] / r["bare"]["rps"] for r in rounds)
+        for name in scenarios
+    }
 
     threads = f", {args.threads} threads" if args.worker_class == "gthread" else ""
     print(
         f"gunicorn {args.worker_class}, {args.workers} workers{threads}; {CONNECTIONS} "
-        f"keep-alive connections (wrk); {args.seconds} s per scenario after "
-        f"{WARM_UP_SECONDS} s warm-up; PostgreSQL {BENCH_DB}; cache "
+        f"keep-alive connections (wrk); {args.rounds} rounds of {args.seconds} s per scenario "
+        f"after {WARM_UP_SECONDS} s warm-up; medians; PostgreSQL {BENCH_DB}; cache "
         f"{'Redis' if args.redis_url else 'in-process'}; {os.cpu_count()} CPUs"
     )
     print(f"{'scenario':<8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs bare':>8}")
-    bare_rps = results["bare"]["rps"]
     for name, result in results.items():
-        ratio = result["rps"] / bare_rps
+        ratio = ratios[name]
         print(
             f"{name:<8} {result['rps']:>9.0f} {result['p50']:>8.2f} {result['p99']:>8.2f} "
             f"{ratio:>8.2f}"
         )
     detail_ok = results["detail"]["p99"] <= TARGET_DETAIL_P99_MS
-    ratio_ok = all(results[n]["rps"] / bare_rps >= TARGET_RATIO for n in ("detail", "list"))
+    # The targets are the detail view's (the issue: "p99 <= 30 ms for the detail view and a
+    # ratio >= 0.5"); the 100-customer list is measured and printed alongside.
+    ratio_ok = ratios["detail"] >= TARGET_RATIO
     verdict = {True: "met", False: "MISSED"}
     print(
         f"targets: detail p99 <= {TARGET_DETAIL_P99_MS:.0f} ms: {verdict[detail_ok]}; "
-        f"API/bare ratio >= {TARGET_RATIO}: {verdict[ratio_ok]}"
+        f"detail/bare ratio >= {TARGET_RATIO}: {verdict[ratio_ok]}"
     )
     return 0 if detail_ok and ratio_ok else 1
 
