@@ -178,6 +178,8 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # assets itself; production serves `collectstatic`'s STATIC_ROOT from its proxy and sets this off.
 SERVE_STATIC = env.bool("SERVE_STATIC", default=not PRODUCTION)
 # bench/api.py's baseline: a bare view returning constant JSON at /bench/bare (never in production).
+# The hot paths of tenants/api/hot.py (PostgreSQL only); off, the DRF views answer everything.
+HOT_PATHS = env.bool("HOT_PATHS", default=True)
 BENCH_BARE_VIEW = env.bool("BENCH_BARE_VIEW", default=False) and not PRODUCTION
 
 # Request bodies above this answer 413 (the batch endpoint's 1,000 events fit comfortably).

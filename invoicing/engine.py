@@ -1,7 +1,8 @@
 """The billing engine: one pass of the billing clock (trial ends, scheduled cancellations,
 renewals with their invoices and charges, dunning retries). Safe to run in any number of
 processes at once and twice for the same instant: due rows are claimed with SKIP LOCKED, each
-batch is one transaction, and the database allows one invoice per subscription period."""
+batch is one transaction, and the database allows one invoice per subscription period (and one
+post_invoice invoice, for the closed period's `post_invoice` usage)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,13 @@ from billing_project import billing_math
 from billing_project.bulk import fast_insert, rows_update
 from customers.models import Customer
 from invoicing import services
-from invoicing.models import PERIOD_BILLING_REASONS, Invoice, Payment, PaymentMethod
+from invoicing.models import (
+    PERIOD_BILLING_REASONS,
+    POST_INVOICE_REASON,
+    Invoice,
+    Payment,
+    PaymentMethod,
+)
 from subscriptions import services as subscription_services
 from subscriptions.models import Subscription
 from tenants.models import Tenant
@@ -196,6 +203,59 @@ def _declined_count(attempts: list[Payment]) -> int:
     return sum(p.status == Payment.Status.FAILED for p in attempts)
 
 
+def _claim_charge(invoice, subscription, methods, payments, no_card, at) -> None:
+    """Claim the first charge of a card customer's open invoice of the batch (a payment keyed by
+    the invoice's id, charged after the batch commits); without a card it goes to dunning."""
+    if (
+        subscription.customer.billing_type != Customer.BillingType.CARD
+        or invoice.status != Invoice.Status.OPEN
+    ):
+        return
+    method = methods.get(subscription.pk)
+    invoice.attempt_count = 1
+    if method is None:
+        no_card.append(invoice.pk)
+        return
+    payments.append(
+        Payment(
+            tenant_id=invoice.tenant_id,
+            invoice=invoice,
+            customer_id=invoice.customer_id,
+            amount=invoice.amount_due,
+            currency=invoice.currency,
+            payment_method=method,
+            idempotency_key=str(invoice.pk),
+            created_at=at,
+        )
+    )
+
+
+def _post_invoice_lines(subscriptions, closed: dict) -> dict:
+    """The lines of the `post_invoice` items of each subscription's closed period, for their own
+    invoice (API: "charged like `unit` but on its own invoice issued after the period closes"),
+    keyed by subscription id; only subscriptions with such lines and without that invoice yet.
+    One query for the batch finds the subscriptions that have `post_invoice` items; most have
+    none and cost nothing more. A subscription whose post_invoice usage is zero has no line here
+    and gets no post_invoice invoice: an invoice of nothing is not issued (its events of those
+    metrics, if any, are marked with the renewal invoice's number: usage_mark_billed)."""
+    with_items = usage_services._post_invoice_codes({s.pk for s in subscriptions})
+    if not with_items:
+        return {}
+    candidates = [s for s in subscriptions if s.pk in with_items]
+    invoiced = set(
+        Invoice.objects.filter(
+            subscription_id__in=[s.pk for s in candidates],
+            billing_reason=POST_INVOICE_REASON,
+            period_start__in={closed[s.pk][0] for s in candidates},
+        ).values_list("subscription_id", "period_start")
+    )
+    candidates = [s for s in candidates if (s.pk, closed[s.pk][0]) not in invoiced]
+    if not candidates:
+        return {}
+    lines = usage_selectors.post_invoice_lines_many(subscriptions=candidates, periods=closed)
+    return {pk: drafts for pk, drafts in lines.items() if drafts}
+
+
 def _claim_due_batch(at: dt.datetime, batch_size: int, skip: set) -> list:
     return list(
         Subscription.objects.select_for_update(skip_locked=True, of=("self",))
@@ -278,9 +338,13 @@ def _renew_batch(subscriptions, at, report, skip) -> tuple[list[Payment], dict, 
         .values_list("subscription_id", "period_start")
     )
     lines = _renewal_lines(renewable, periods, report)
-    # Usage of the period that just closed is billed in arrears on the same invoice.
+    # Usage of the period that just closed is billed in arrears on the same invoice, but for the
+    # `post_invoice` items': those go on an invoice of their own for the closed period.
     closed = {s.pk: (s.current_period_start, s.valid_until) for s in renewable}
-    usage_lines = usage_selectors.usage_lines_many(subscriptions=renewable, periods=closed)
+    usage_lines = usage_selectors.usage_lines_many(
+        subscriptions=renewable, periods=closed, include_post_invoice=False
+    )
+    post_lines = _post_invoice_lines(renewable, closed)
     # Commitments of metered items are billed in advance for the new period.
     commit_lines = usage_selectors.commit_lines_many(subscriptions=renewable, periods=periods)
     pending = services.pending_lines_for_update(s.pk for s in renewable)
@@ -290,14 +354,28 @@ def _renew_batch(subscriptions, at, report, skip) -> tuple[list[Payment], dict, 
     assemblers = {pk: services.InvoiceAssembler(tenant, at) for pk, tenant in tenants.items()}
 
     assembled_by_tenant: dict = {}
+    post_by_tenant: dict = {}
     advanced, payments, no_card, renewed_events = [], [], [], {}
     for subscription in renewable:
         if subscription.pk not in lines:
             skip.add(subscription.pk)
             continue
         start, end = periods[subscription.pk]
-        if (subscription.pk, start) not in already:
-            try:
+        item = post_item = None
+        try:
+            # The post_invoice invoice first: it has no side effects (the renewal consumes
+            # vouchers), so a failure here sets the subscription aside with nothing consumed.
+            if subscription.pk in post_lines:
+                post_item = assemblers[subscription.tenant_id].assemble(
+                    customer=subscription.customer,
+                    currency=subscription.currency,
+                    drafts=post_lines[subscription.pk],
+                    subscription=subscription,
+                    period_start=closed[subscription.pk][0],
+                    period_end=closed[subscription.pk][1],
+                    billing_reason=POST_INVOICE_REASON,
+                )
+            if (subscription.pk, start) not in already:
                 vouchers = []
                 if subscription.customer_id in voucher_customers:
                     with transaction.atomic():
@@ -319,33 +397,17 @@ def _renew_batch(subscriptions, at, report, skip) -> tuple[list[Payment], dict, 
                     period_end=end,
                     billing_reason="renewal",
                 )
-            except Exception as error:
-                skip.add(subscription.pk)
-                _set_aside(report, subscription, error)
-                continue
-            invoice = item.invoice
-            if (
-                subscription.customer.billing_type == Customer.BillingType.CARD
-                and invoice.status == Invoice.Status.OPEN
-            ):
-                method = methods.get(subscription.pk)
-                invoice.attempt_count = 1
-                if method is None:
-                    no_card.append(invoice.pk)
-                else:
-                    payments.append(
-                        Payment(
-                            tenant_id=invoice.tenant_id,
-                            invoice=invoice,
-                            customer_id=invoice.customer_id,
-                            amount=invoice.amount_due,
-                            currency=invoice.currency,
-                            payment_method=method,
-                            idempotency_key=str(invoice.pk),
-                            created_at=at,
-                        )
-                    )
+        except Exception as error:
+            skip.add(subscription.pk)
+            _set_aside(report, subscription, error)
+            continue
+        if item is not None:
+            _claim_charge(item.invoice, subscription, methods, payments, no_card, at)
             assembled_by_tenant.setdefault(subscription.tenant_id, []).append(item)
+        if post_item is not None:
+            # Charged like the renewal invoice: same card, its own payment and dunning.
+            _claim_charge(post_item.invoice, subscription, methods, payments, no_card, at)
+            post_by_tenant.setdefault(subscription.tenant_id, []).append(post_item)
         subscription.period_index += 1
         subscription.current_period_start, subscription.valid_until = start, end
         subscription.updated_at = at
@@ -366,7 +428,12 @@ def _renew_batch(subscriptions, at, report, skip) -> tuple[list[Payment], dict, 
     # Everything that needs no invoice number first; the invoices' foreign keys (lines,
     # payments) are checked at commit.
     services.invoice_lines_persist(
-        assembled=[item for assembled in assembled_by_tenant.values() for item in assembled]
+        assembled=[
+            item
+            for by_tenant in (assembled_by_tenant, post_by_tenant)
+            for assembled in by_tenant.values()
+            for item in assembled
+        ]
     )
     fast_insert(Payment, payments)
     rows_update(
@@ -378,13 +445,17 @@ def _renew_batch(subscriptions, at, report, skip) -> tuple[list[Payment], dict, 
         emit_many(tenant=tenants[tenant_id], events=events)
     # Last, the numbers: the tenant's sequence stays locked from here until the batch commits,
     # and other runs wait for it, so only the invoices, their events and their usage follow.
+    # A tenant's post_invoice invoices are numbered right after its renewal invoices of the
+    # batch, in the same numbering (one per tenant and batch, however many invoices).
     invoices = 0
-    for tenant_id, assembled in assembled_by_tenant.items():
+    for tenant_id in dict.fromkeys([*assembled_by_tenant, *post_by_tenant]):
+        assembled = assembled_by_tenant.get(tenant_id, []) + post_by_tenant.get(tenant_id, [])
         invoices += len(
             services.invoices_number_and_save(tenant=tenants[tenant_id], assembled=assembled)
         )
     # The usage just invoiced is marked with its invoice number, in this transaction, while the
-    # subscriptions are held FOR UPDATE (ingestion cannot commit in between: USAGE).
+    # subscriptions are held FOR UPDATE (ingestion cannot commit in between: USAGE); the events
+    # of post_invoice items with the number of their own invoice.
     usage_services.usage_mark_billed(
         invoice_numbers_by_sub={
             item.invoice.subscription_id: item.invoice.number
@@ -392,6 +463,11 @@ def _renew_batch(subscriptions, at, report, skip) -> tuple[list[Payment], dict, 
             for item in assembled
         },
         periods=closed,
+        post_invoice_numbers_by_sub={
+            item.invoice.subscription_id: item.invoice.number
+            for assembled in post_by_tenant.values()
+            for item in assembled
+        },
     )
     report.invoices += invoices
     report.renewals += len(advanced)

@@ -85,6 +85,10 @@ class InvoiceNumberSequence(TenantOwnedModel):
 
 # Reasons that bill one subscription period; the database allows one such invoice per period.
 PERIOD_BILLING_REASONS = ("subscription_start", "renewal", "trial_conversion")
+# The invoice of a closed period's `post_invoice` usage (its period_start is the closed period's
+# start, which the period invoice above shares): the database allows one per subscription period
+# too, by a constraint of its own so that the two never collide.
+POST_INVOICE_REASON = "post_invoice"
 
 
 class Invoice(TenantOwnedModel):
@@ -145,6 +149,11 @@ class Invoice(TenantOwnedModel):
                 fields=["tenant", "subscription", "period_start"],
                 condition=Q(billing_reason__in=PERIOD_BILLING_REASONS),
                 name="invoice_one_per_subscription_period",
+            ),
+            models.UniqueConstraint(
+                fields=["tenant", "subscription", "period_start"],
+                condition=Q(billing_reason=POST_INVOICE_REASON),
+                name="invoice_one_post_invoice_per_period",
             ),
         ]
         indexes = [

@@ -21,6 +21,7 @@ from billing_project.bulk import fast_insert, rows_update
 from invoicing.gateways import CardError, ChargeRequest, GatewayResult, get_gateway
 from invoicing.models import (
     PERIOD_BILLING_REASONS,
+    POST_INVOICE_REASON,
     FailureReason,
     Invoice,
     InvoiceLine,
@@ -411,12 +412,19 @@ def invoice_issue(
     tenant = customer.tenant
     takes_pending = subscription is not None and billing_reason in PENDING_LINE_REASONS
     with transaction.atomic():
-        if subscription is not None and billing_reason in PERIOD_BILLING_REASONS:
+        # One period invoice and one post_invoice invoice per subscription period (each has its
+        # own unique constraint).
+        same_period = None
+        if billing_reason in PERIOD_BILLING_REASONS:
+            same_period = PERIOD_BILLING_REASONS
+        elif billing_reason == POST_INVOICE_REASON:
+            same_period = (POST_INVOICE_REASON,)
+        if subscription is not None and same_period:
             existing = Invoice.objects.filter(
                 tenant=tenant,
                 subscription=subscription,
                 period_start=period_start,
-                billing_reason__in=PERIOD_BILLING_REASONS,
+                billing_reason__in=same_period,
             ).first()
             if existing is not None:
                 raise DuplicatePeriodInvoice(existing)

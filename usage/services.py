@@ -1109,25 +1109,32 @@ def usage_mark_billed(
     """Fill `renewal_order_reference` of every unbilled event of each subscription with
     `timestamp < period end` (the set the invoice's usage lines were computed from). Call inside
     the renewal transaction that holds the subscriptions FOR UPDATE. Events of the metrics of
-    `post_invoice` items get that invoice's number when one is given."""
+    `post_invoice` items get the number of the subscription's post_invoice invoice when one is
+    given (a subscription may have only that one: its other events are then left alone); without
+    one (no post_invoice usage) they get the renewal invoice's number like the rest."""
     marked = 0
-    post_invoice_numbers_by_sub = post_invoice_numbers_by_sub or {}
-    post_codes = _post_invoice_codes(set(post_invoice_numbers_by_sub))
-    if not invoice_numbers_by_sub:
+    post_invoice_numbers_by_sub = {
+        subscription_id: number
+        for subscription_id, number in (post_invoice_numbers_by_sub or {}).items()
+        if number
+    }
+    subscription_ids = list(dict.fromkeys([*invoice_numbers_by_sub, *post_invoice_numbers_by_sub]))
+    if not subscription_ids:
         return marked
+    post_codes = _post_invoice_codes(set(post_invoice_numbers_by_sub))
     # One query finds the subscriptions that have anything to mark (most of a renewal batch has
     # none); only those take their own UPDATE.
-    latest_end = max(periods[subscription_id][1] for subscription_id in invoice_numbers_by_sub)
+    latest_end = max(periods[subscription_id][1] for subscription_id in subscription_ids)
     with_unbilled = set(
         UsageEvent.objects.filter(
-            subscription_id__in=list(invoice_numbers_by_sub),
+            subscription_id__in=subscription_ids,
             renewal_order_reference__isnull=True,
             timestamp__lt=latest_end,
         )
         .values_list("subscription_id", flat=True)
         .distinct()
     )
-    for subscription_id, number in invoice_numbers_by_sub.items():
+    for subscription_id in subscription_ids:
         if subscription_id not in with_unbilled:
             continue
         _, end = periods[subscription_id]
@@ -1137,11 +1144,13 @@ def usage_mark_billed(
             timestamp__lt=end,
         )
         codes = post_codes.get(subscription_id)
-        if codes and post_invoice_numbers_by_sub.get(subscription_id):
+        if codes and subscription_id in post_invoice_numbers_by_sub:
             marked += unbilled.filter(code__in=codes).update(
                 renewal_order_reference=post_invoice_numbers_by_sub[subscription_id]
             )
-        marked += unbilled.update(renewal_order_reference=number)
+        number = invoice_numbers_by_sub.get(subscription_id)
+        if number:
+            marked += unbilled.update(renewal_order_reference=number)
     return marked
 
 
