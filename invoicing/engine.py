@@ -18,6 +18,7 @@ from billing_project.bulk import fast_insert, rows_update
 from customers.models import Customer
 from invoicing import services
 from invoicing.models import (
+    FINAL_USAGE_REASON,
     PERIOD_BILLING_REASONS,
     POST_INVOICE_REASON,
     Invoice,
@@ -99,13 +100,20 @@ def cancellations_apply(*, at: dt.datetime, report: BillingRunReport) -> None:
                     .filter(pk=pk, status__in=BILLABLE_STATUSES, cancel_at__lte=at)
                     .first()
                 )
-                if subscription is not None:
-                    subscription_services.subscription_apply_scheduled_cancellation(
-                        subscription=subscription, at=at
-                    )
-                    report.cancellations += 1
+                if subscription is None:
+                    continue
+                ended = subscription_services.subscription_apply_scheduled_cancellation(
+                    subscription=subscription, at=at
+                )
+                charges = final_usage_invoices_issue(subscriptions=[ended], at=at)
+                report.cancellations += 1
         except Exception as error:
             _set_aside(report, Subscription(pk=pk), error)
+            continue
+        report.invoices += len(charges.invoices)
+        attempts = final_usage_invoices_charge(charges, at=at)
+        report.charges += len(attempts)
+        report.charges_failed += _declined_count(attempts) + len(charges.no_card)
 
 
 def _set_aside(report: BillingRunReport, subscription, error: Exception) -> None:
@@ -297,14 +305,34 @@ def _renew_batch(subscriptions, at, report, skip) -> tuple[list[Payment], dict, 
     advance it, and claim the charges of card customers. Returns (payments to charge, the cards
     their customers fall back to (see _cards_for), ids of card invoices that have no card to
     charge)."""
+    tenants = Tenant.objects.in_bulk({s.tenant_id for s in subscriptions})
+    assemblers = {pk: services.InvoiceAssembler(tenant, at) for pk, tenant in tenants.items()}
+    # Subscriptions whose cancellation has come end instead of renewing, with a final invoice of
+    # their last period's usage (computed for them together, before they end).
+    ending = [s for s in subscriptions if s.cancel_at and s.cancel_at <= at]
+    final_drafts = _final_usage_drafts_of_batch(ending, report, skip)
+    final_items: list = []
+    ended: list = []
     renewable = []
     for subscription in subscriptions:
+        if subscription.pk in skip:
+            continue
         try:
             if subscription.cancel_at and subscription.cancel_at <= at:
                 with transaction.atomic():
                     subscription_services.subscription_apply_scheduled_cancellation(
                         subscription=subscription, at=at
                     )
+                    items = []
+                    if subscription.pk in final_drafts:
+                        items = _final_usage_assemble(
+                            assemblers[subscription.tenant_id],
+                            subscription,
+                            final_drafts[subscription.pk],
+                        )
+                final_items += items
+                if items:
+                    ended.append(subscription)
                 report.cancellations += 1
                 continue
             if subscription.pending_change:
@@ -349,9 +377,9 @@ def _renew_batch(subscriptions, at, report, skip) -> tuple[list[Payment], dict, 
     commit_lines = usage_selectors.commit_lines_many(subscriptions=renewable, periods=periods)
     pending = services.pending_lines_for_update(s.pk for s in renewable)
     voucher_customers = _customers_with_vouchers({s.customer_id for s in renewable})
-    methods, fallbacks = _cards_for(renewable, {s.customer_id: s.customer for s in renewable})
-    tenants = Tenant.objects.in_bulk({s.tenant_id for s in renewable})
-    assemblers = {pk: services.InvoiceAssembler(tenant, at) for pk, tenant in tenants.items()}
+    methods, fallbacks = _cards_for(
+        renewable + ended, {s.customer_id: s.customer for s in [*renewable, *ended]}
+    )
 
     assembled_by_tenant: dict = {}
     post_by_tenant: dict = {}
@@ -425,12 +453,20 @@ def _renew_batch(subscriptions, at, report, skip) -> tuple[list[Payment], dict, 
             )
         )
 
+    # The final invoices of the subscriptions that ended: charged like the renewal invoices.
+    ended_by_pk = {s.pk: s for s in ended}
+    final_by_tenant: dict = {}
+    for item in final_items:
+        subscription = ended_by_pk[item.invoice.subscription_id]
+        _claim_charge(item.invoice, subscription, methods, payments, no_card, at)
+        final_by_tenant.setdefault(subscription.tenant_id, []).append(item)
+
     # Everything that needs no invoice number first; the invoices' foreign keys (lines,
     # payments) are checked at commit.
     services.invoice_lines_persist(
         assembled=[
             item
-            for by_tenant in (assembled_by_tenant, post_by_tenant)
+            for by_tenant in (assembled_by_tenant, post_by_tenant, final_by_tenant)
             for assembled in by_tenant.values()
             for item in assembled
         ]
@@ -448,8 +484,12 @@ def _renew_batch(subscriptions, at, report, skip) -> tuple[list[Payment], dict, 
     # A tenant's post_invoice invoices are numbered right after its renewal invoices of the
     # batch, in the same numbering (one per tenant and batch, however many invoices).
     invoices = 0
-    for tenant_id in dict.fromkeys([*assembled_by_tenant, *post_by_tenant]):
-        assembled = assembled_by_tenant.get(tenant_id, []) + post_by_tenant.get(tenant_id, [])
+    for tenant_id in dict.fromkeys([*assembled_by_tenant, *post_by_tenant, *final_by_tenant]):
+        assembled = (
+            assembled_by_tenant.get(tenant_id, [])
+            + post_by_tenant.get(tenant_id, [])
+            + final_by_tenant.get(tenant_id, [])
+        )
         invoices += len(
             services.invoices_number_and_save(tenant=tenants[tenant_id], assembled=assembled)
         )
@@ -469,9 +509,175 @@ def _renew_batch(subscriptions, at, report, skip) -> tuple[list[Payment], dict, 
             for item in assembled
         },
     )
+    _final_usage_mark_billed(final_items, final_drafts)
     report.invoices += invoices
     report.renewals += len(advanced)
     return payments, fallbacks, no_card
+
+
+# --- Final usage invoices of subscriptions that end -------------------------------------------
+
+
+@dataclass
+class FinalUsageCharges:
+    """What final_usage_invoices_issue leaves to charge after its transaction commits."""
+
+    invoices: list = field(default_factory=list)
+    payments: list[Payment] = field(default_factory=list)
+    fallbacks: dict = field(default_factory=dict)
+    no_card: list = field(default_factory=list)
+
+
+def _final_usage_drafts(subscriptions, ends: dict) -> dict:
+    """The unbilled usage of the last period of subscriptions that end (or ended) at `ends[id]`:
+    `{id: ((period_start, end), usage drafts, post_invoice drafts)}`, only for subscriptions with
+    something to bill that is not invoiced yet. The period is the subscription's current period
+    cut at the end moment; lines are computed exactly as the renewal's arrears lines (calc
+    rules, late events of earlier periods included). One query for the whole list finds the
+    subscriptions with metered items (usage_lines_many) and one those with `post_invoice` items
+    (_post_invoice_lines); subscriptions without any cost nothing more."""
+    if not subscriptions:
+        return {}
+    periods = {}
+    for s in subscriptions:
+        start = s.current_period_start or ends[s.pk]
+        periods[s.pk] = (start, max(ends[s.pk], start))
+    usage = {
+        pk: drafts
+        for pk, drafts in usage_selectors.usage_lines_many(
+            subscriptions=subscriptions, periods=periods, include_post_invoice=False
+        ).items()
+        if drafts
+    }
+    if usage:
+        invoiced = set(
+            Invoice.objects.filter(
+                subscription_id__in=list(usage),
+                billing_reason=FINAL_USAGE_REASON,
+                period_start__in={periods[pk][0] for pk in usage},
+            ).values_list("subscription_id", "period_start")
+        )
+        usage = {pk: d for pk, d in usage.items() if (pk, periods[pk][0]) not in invoiced}
+    post = _post_invoice_lines(subscriptions, periods)
+    return {
+        pk: (periods[pk], usage.get(pk, []), post.get(pk, []))
+        for pk in dict.fromkeys([*usage, *post])
+    }
+
+
+def _final_usage_drafts_of_batch(ending, report, skip) -> dict:
+    """_final_usage_drafts for the batch's ending subscriptions; when that fails, one by one, and
+    the one at fault is set aside (it stays uncancelled until a later run can bill it)."""
+    if not ending:
+        return {}
+    try:
+        with transaction.atomic():
+            return _final_usage_drafts(ending, {s.pk: s.cancel_at for s in ending})
+    except Exception:
+        logger.warning("Batch final usage lines failed; computing them one by one", exc_info=True)
+    drafts = {}
+    for subscription in ending:
+        try:
+            with transaction.atomic():
+                drafts.update(
+                    _final_usage_drafts([subscription], {subscription.pk: subscription.cancel_at})
+                )
+        except Exception as error:
+            skip.add(subscription.pk)
+            _set_aside(report, subscription, error)
+    return drafts
+
+
+def _final_usage_assemble(assembler, subscription, drafts) -> list:
+    """The final invoice (billing_reason final_usage) of the usage drafts and, like the renewal
+    path, a post_invoice invoice of its own for the `post_invoice` items' drafts; both for the
+    last period cut at the end moment. No vouchers and no pending prorations: those belong to
+    period invoices, and the fixed fee was billed (and is refunded) as before."""
+    (start, end), usage, post = drafts
+    common = {
+        "customer": subscription.customer,
+        "currency": subscription.currency,
+        "subscription": subscription,
+        "period_start": start,
+        "period_end": end,
+    }
+    items = []
+    if usage:
+        items.append(assembler.assemble(drafts=usage, billing_reason=FINAL_USAGE_REASON, **common))
+    if post:
+        items.append(assembler.assemble(drafts=post, billing_reason=POST_INVOICE_REASON, **common))
+    return items
+
+
+def _final_usage_mark_billed(items, drafts: dict) -> None:
+    """Mark the events the final invoices were computed from with their numbers (post_invoice
+    items' events with their own invoice's number), as usage_mark_billed does for renewals."""
+    if not items:
+        return
+    usage_services.usage_mark_billed(
+        invoice_numbers_by_sub={
+            item.invoice.subscription_id: item.invoice.number
+            for item in items
+            if item.invoice.billing_reason == FINAL_USAGE_REASON
+        },
+        periods={pk: period for pk, (period, _, _) in drafts.items()},
+        post_invoice_numbers_by_sub={
+            item.invoice.subscription_id: item.invoice.number
+            for item in items
+            if item.invoice.billing_reason == POST_INVOICE_REASON
+        },
+    )
+
+
+def final_usage_invoices_issue(*, subscriptions, at: dt.datetime) -> FinalUsageCharges:
+    """Issue the final invoices of subscriptions that have just ended (status cancelled, ended_at
+    set) instead of renewing: the unbilled usage of the last period up to `ended_at`.
+
+    Call inside the transaction that ended them, while they are held FOR UPDATE (ingestion cannot
+    add events in between), and charge what it returns with final_usage_invoices_charge after
+    that transaction commits (the gateway call is a network call).
+
+    One invoice with billing_reason `final_usage` carries the metered items' lines; the
+    `post_invoice` items' lines go on a `post_invoice` invoice of their own for the same period,
+    exactly as the renewal path does, so the API's rule for that calc rule holds whichever way a
+    period closes. No usage: no invoice. Exactly once: the database allows one `final_usage` and
+    one `post_invoice` invoice per subscription period (invoice_one_final_usage_per_period,
+    invoice_one_post_invoice_per_period), and what is already invoiced is left out."""
+    result = FinalUsageCharges()
+    subscriptions = [s for s in subscriptions if s.ended_at is not None]
+    drafts = _final_usage_drafts(subscriptions, {s.pk: s.ended_at for s in subscriptions})
+    if not drafts:
+        return result
+    ending = [s for s in subscriptions if s.pk in drafts]
+    tenants = Tenant.objects.in_bulk({s.tenant_id for s in ending})
+    assemblers = {pk: services.InvoiceAssembler(tenant, at) for pk, tenant in tenants.items()}
+    methods, result.fallbacks = _cards_for(ending, {s.customer_id: s.customer for s in ending})
+    by_tenant: dict = {}
+    items = []
+    for subscription in ending:
+        for item in _final_usage_assemble(
+            assemblers[subscription.tenant_id], subscription, drafts[subscription.pk]
+        ):
+            _claim_charge(item.invoice, subscription, methods, result.payments, result.no_card, at)
+            by_tenant.setdefault(subscription.tenant_id, []).append(item)
+            items.append(item)
+    services.invoice_lines_persist(assembled=items)
+    fast_insert(Payment, result.payments)
+    for tenant_id, assembled in by_tenant.items():
+        result.invoices += services.invoices_number_and_save(
+            tenant=tenants[tenant_id], assembled=assembled
+        )
+    _final_usage_mark_billed(items, drafts)
+    return result
+
+
+def final_usage_invoices_charge(charges: FinalUsageCharges, *, at: dt.datetime) -> list[Payment]:
+    """After the transaction of final_usage_invoices_issue committed: charge the card customers'
+    final invoices as renewals are charged (their secondary card after a decline, then dunning).
+    Returns every attempt made."""
+    attempts = _charge(charges.payments, charges.fallbacks, at)
+    dunning_after_failure(invoice_ids=_unpaid_invoices(attempts) + charges.no_card, at=at)
+    return attempts
 
 
 def _customers_with_vouchers(customer_ids: set) -> set:

@@ -89,6 +89,11 @@ PERIOD_BILLING_REASONS = ("subscription_start", "renewal", "trial_conversion")
 # start, which the period invoice above shares): the database allows one per subscription period
 # too, by a constraint of its own so that the two never collide.
 POST_INVOICE_REASON = "post_invoice"
+# The final invoice of a subscription that ends instead of renewing: the unbilled usage of its last
+# period up to the end (period_start: that period's start, period_end: the end moment). One per
+# subscription period, by a constraint of its own (it shares period_start with that period's
+# invoice and its post_invoice invoice).
+FINAL_USAGE_REASON = "final_usage"
 
 
 class Invoice(TenantOwnedModel):
@@ -107,6 +112,7 @@ class Invoice(TenantOwnedModel):
         MANUAL = "manual"
         CHECKOUT = "checkout"
         POST_INVOICE = "post_invoice"
+        FINAL_USAGE = "final_usage"
 
     customer = models.ForeignKey(
         "customers.Customer", on_delete=models.PROTECT, related_name="invoices"
@@ -154,6 +160,11 @@ class Invoice(TenantOwnedModel):
                 fields=["tenant", "subscription", "period_start"],
                 condition=Q(billing_reason=POST_INVOICE_REASON),
                 name="invoice_one_post_invoice_per_period",
+            ),
+            models.UniqueConstraint(
+                fields=["tenant", "subscription", "period_start"],
+                condition=Q(billing_reason=FINAL_USAGE_REASON),
+                name="invoice_one_final_usage_per_period",
             ),
         ]
         indexes = [

@@ -1350,8 +1350,13 @@ def subscription_cancel(
     at: dt.datetime | None = None,
 ) -> Subscription:
     """Cancel at the end of the period, now, or on a date; refund none, all or the unused share of
-    the last payment. The refund is a gateway call, made after the cancellation has committed."""
+    the last payment. The refund is a gateway call, made after the cancellation has committed.
+    A subscription that ends now gets its final invoice of the last period's unbilled usage up to
+    now (invoicing.engine.final_usage_invoices_issue), in the same transaction and after the
+    refund is planned (so the refund is of the fixed fee's payment, as before), charged after the
+    commit; one that ends later gets it from the billing engine when its `cancel_at` comes."""
     at = _now(at)
+    final_charges = None
     with transaction.atomic():
         subscription = _lock(subscription)
         if subscription.status == Status.CANCELLED:
@@ -1378,6 +1383,10 @@ def subscription_cancel(
             _save(subscription, "status", "cancel_at", "metadata")
             _emit(subscription, "subscription.updated")
         refund = _refund_plan(subscription, refund_type=refund_type, effective_at=cancel_at)
+        if subscription.status == Status.CANCELLED:
+            final_charges = _engine().final_usage_invoices_issue(
+                subscriptions=[subscription], at=at
+            )
     if refund is not None:
         payment, amount = refund
         _invoicing().refund_create(
@@ -1385,7 +1394,15 @@ def subscription_cancel(
             amount=amount,
             reason=comment or f"Subscription cancelled ({refund_type} refund)",
         )
+    if final_charges is not None:
+        _engine().final_usage_invoices_charge(final_charges, at=at)
     return _reread(subscription)
+
+
+def _engine():
+    from invoicing import engine
+
+    return engine
 
 
 def _end(subscription: Subscription, *, at: dt.datetime) -> None:
