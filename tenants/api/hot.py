@@ -9,13 +9,16 @@ negotiation) is handed to the DRF view unchanged, so every error, header and edg
 conventions is still produced in one place. Tests compare the two paths answer for answer
 (`HOT_PATHS = False` turns the hot paths off).
 
-A hot request makes one database statement, which reads the API key itself (by its hash, from the
-table: revocation and expiry take effect at once) together with what the request asks for, and
-one Redis exchange, sent before the statement and read after it, which counts the request in
-django-ratelimit's own bucket (the cache key, window and expiry `django_ratelimit.core.get_usage`
-computes, so both paths count in one place). Round trips are what a request costs on small
-machines; this way the count's costs nothing but its bytes. A request handed to DRF after it was
-counted (a limited or unusable key) is counted again there; it is refused either way.
+A hot read (`hot_retrieve`) makes one prepared statement, which reads the API key itself (by its
+hash, from the table: revocation and expiry take effect at once) together with what the request
+asks for, and one Redis exchange, sent before the statement and read after it, which counts the
+request in django-ratelimit's own bucket (the cache key, window and expiry that
+`django_ratelimit.core.get_usage` computes, so both paths count in one place). A hot write
+(`hot_post`) needs the tenant before its first statement: the same Redis exchange also reads the
+resolved key that DRF's authentication caches (revoking or saving a key clears it), and a key not
+cached yet goes through DRF once. Round trips are what a request costs on small machines. A
+request handed to DRF after it was counted (a limited or unusable key) is counted again there; it
+is refused either way.
 """
 
 from __future__ import annotations
@@ -104,8 +107,12 @@ class RateCount:
     def within_limit(self) -> bool:
         if self.count is None:
             if self._connection is None:
-                added = cache.add(self.bucket, 1, self.expiry)
-                self.count = 1 if added else cache.incr(self.bucket)
+                self.count = 1
+                if not cache.add(self.bucket, 1, self.expiry):
+                    try:
+                        self.count = cache.incr(self.bucket)
+                    except ValueError:  # expired between the two calls: a new window
+                        cache.add(self.bucket, 1, self.expiry)
                 if self._key_name is not None:
                     self.cached_key = cache.get(self._key_name)
             else:
@@ -164,10 +171,11 @@ def request_key_hash(request) -> str | None:
     if request.META.get("HTTP_ACCEPT", "") not in PLAIN_ACCEPTS:
         return None
     clear_key = request.META.get(API_KEY_HEADER)
-    if clear_key is None and request.META.get("QUERY_STRING"):
-        if "format" in request.GET:
+    if request.META.get("QUERY_STRING"):
+        if "format" in request.GET:  # DRF's format override: its renderers decide
             return None
-        clear_key = request.GET.get(API_KEY_QUERY_PARAM)
+        if clear_key is None:
+            clear_key = request.GET.get(API_KEY_QUERY_PARAM)
     if not clear_key or len(clear_key) > 200:
         return None
     return hash_api_key(clear_key)

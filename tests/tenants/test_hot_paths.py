@@ -133,10 +133,11 @@ def test_other_methods_and_negotiation_go_to_drf(api, tenant):
     assert response.status_code == 200
     assert api.get(url).json()["name"] == "Renamed"
     assert Customer.objects.get(pk=customer.pk).name == "Renamed"
-    # An indented answer is DRF's to give.
+    # An indented answer is DRF's to give, and so is a format override.
     indented = api.get(url, HTTP_ACCEPT="application/json; indent=2")
     assert indented.status_code == 200
     assert b'\n  "id"' in indented.content
+    assert_error_body(api.get(f"{url}?format=xml"), 404)
 
 
 def test_the_hot_statement_is_prepared_after_repeated_use(api, tenant):
