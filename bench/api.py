@@ -1,6 +1,6 @@
 """API throughput benchmark (not a test): gunicorn against PostgreSQL, driven by wrk.
 
-    .venv/bin/python bench/api.py [--worker-class sync|gthread] [--workers 4] [--threads 4]
+    .venv/bin/python bench/api.py [--worker-class sync|gthread] [--workers 2] [--threads 4]
 
 It (re)creates the dedicated database `billing_bench`, migrates it, seeds one tenant with 1,000
 customers, starts gunicorn on a free local port (with the bare baseline view enabled) and measures,
@@ -136,11 +136,11 @@ def run_wrk(url: str, *, api_key: str | None, script: Path | None, seconds: int)
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    # Sync workers: on small virtual machines a context switch costs more than the request's
-    # Python, and gthread's hand-offs between its poller and its threads add several per request
-    # (bench/README.md compares the two).
+    # Sync workers, one per CPU: on small virtual machines a context switch costs more than the
+    # request's Python; gthread's hand-offs between its poller and its threads, and more
+    # processes than CPUs, only add to them (bench/README.md compares the configurations).
     parser.add_argument("--worker-class", choices=["sync", "gthread"], default="sync")
-    parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 2))
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--seconds", type=int, default=DURATION_SECONDS)
     parser.add_argument("--rounds", type=int, default=3)
