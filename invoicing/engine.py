@@ -1,8 +1,9 @@
 """The billing engine: one pass of the billing clock (trial ends, scheduled cancellations,
 renewals with their invoices and charges, dunning retries). Safe to run in any number of
 processes at once and twice for the same instant: due rows are claimed with SKIP LOCKED, each
-batch is one transaction, and the database allows one invoice per subscription period (and one
-post_invoice invoice, for the closed period's `post_invoice` usage)."""
+batch is one transaction, and the database allows one invoice per subscription period, one
+`post_invoice` invoice (a closed period's `post_invoice` usage) and one `final_usage` invoice (the
+last period's usage of a subscription that ends)."""
 
 from __future__ import annotations
 
@@ -238,6 +239,19 @@ def _claim_charge(invoice, subscription, methods, payments, no_card, at) -> None
     )
 
 
+def _already_invoiced(subscription_ids: list, billing_reason: str, periods: dict) -> set:
+    """Which of the subscriptions already have an invoice with `billing_reason` for the period
+    starting at `periods[id][0]` (one query)."""
+    if not subscription_ids:
+        return set()
+    found = Invoice.objects.filter(
+        subscription_id__in=subscription_ids,
+        billing_reason=billing_reason,
+        period_start__in={periods[pk][0] for pk in subscription_ids},
+    ).values_list("subscription_id", "period_start")
+    return {pk for pk, start in found if periods[pk][0] == start}
+
+
 def _post_invoice_lines(subscriptions, closed: dict) -> dict:
     """The lines of the `post_invoice` items of each subscription's closed period, for their own
     invoice (API: "charged like `unit` but on its own invoice issued after the period closes"),
@@ -246,18 +260,12 @@ def _post_invoice_lines(subscriptions, closed: dict) -> dict:
     none and cost nothing more. A subscription whose post_invoice usage is zero has no line here
     and gets no post_invoice invoice: an invoice of nothing is not issued (its events of those
     metrics, if any, are marked with the renewal invoice's number: usage_mark_billed)."""
-    with_items = usage_services._post_invoice_codes({s.pk for s in subscriptions})
+    with_items = usage_services.post_invoice_codes({s.pk for s in subscriptions})
     if not with_items:
         return {}
     candidates = [s for s in subscriptions if s.pk in with_items]
-    invoiced = set(
-        Invoice.objects.filter(
-            subscription_id__in=[s.pk for s in candidates],
-            billing_reason=POST_INVOICE_REASON,
-            period_start__in={closed[s.pk][0] for s in candidates},
-        ).values_list("subscription_id", "period_start")
-    )
-    candidates = [s for s in candidates if (s.pk, closed[s.pk][0]) not in invoiced]
+    invoiced = _already_invoiced([s.pk for s in candidates], POST_INVOICE_REASON, closed)
+    candidates = [s for s in candidates if s.pk not in invoiced]
     if not candidates:
         return {}
     lines = usage_selectors.post_invoice_lines_many(subscriptions=candidates, periods=closed)
@@ -550,14 +558,8 @@ def _final_usage_drafts(subscriptions, ends: dict) -> dict:
         if drafts
     }
     if usage:
-        invoiced = set(
-            Invoice.objects.filter(
-                subscription_id__in=list(usage),
-                billing_reason=FINAL_USAGE_REASON,
-                period_start__in={periods[pk][0] for pk in usage},
-            ).values_list("subscription_id", "period_start")
-        )
-        usage = {pk: d for pk, d in usage.items() if (pk, periods[pk][0]) not in invoiced}
+        invoiced = _already_invoiced(list(usage), FINAL_USAGE_REASON, periods)
+        usage = {pk: d for pk, d in usage.items() if pk not in invoiced}
     post = _post_invoice_lines(subscriptions, periods)
     return {
         pk: (periods[pk], usage.get(pk, []), post.get(pk, []))

@@ -1121,7 +1121,7 @@ def usage_mark_billed(
     subscription_ids = list(dict.fromkeys([*invoice_numbers_by_sub, *post_invoice_numbers_by_sub]))
     if not subscription_ids:
         return marked
-    post_codes = _post_invoice_codes(set(post_invoice_numbers_by_sub))
+    post_codes = post_invoice_codes(set(post_invoice_numbers_by_sub))
     # One query finds the subscriptions that have anything to mark (most of a renewal batch has
     # none); only those take their own UPDATE.
     latest_end = max(periods[subscription_id][1] for subscription_id in subscription_ids)
@@ -1154,7 +1154,7 @@ def usage_mark_billed(
     return marked
 
 
-def _post_invoice_codes(subscription_ids: set) -> dict:
+def post_invoice_codes(subscription_ids: set) -> dict:
     codes: dict = {}
     if not subscription_ids:
         return codes

@@ -2,7 +2,13 @@
 tests do not depend on the lifecycle services), payment methods and issued invoices."""
 
 import datetime as dt
+import os
+import subprocess
+import sys
 from decimal import Decimal
+from pathlib import Path
+
+from django.db import connection
 
 from billing_project import billing_math
 from invoicing import services
@@ -11,6 +17,7 @@ from subscriptions.models import Price, Product, Subscription, SubscriptionItem,
 from tests.factories import CustomerFactory
 
 UTC = dt.UTC
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def make_customer(tenant, **fields):
@@ -71,4 +78,48 @@ def issue_invoice(customer, amounts=(1000,), *, currency="EUR", at=None, **line_
     ]
     return services.invoice_issue(
         customer=customer, currency=currency, lines=lines, billing_reason="manual", at=at
+    )
+
+
+def race_run_billing(at: dt.datetime, *, batch_size: int, processes: int = 2) -> None:
+    """Run `manage.py run_billing --at` in several processes at once against the test database
+    (a transactional test's, so they see its rows); each must exit 0."""
+    settings = connection.settings_dict
+    url = (
+        f"postgres://{settings['USER']}:{settings['PASSWORD'] or ''}@{settings['HOST']}:"
+        f"{settings['PORT']}/{settings['NAME']}"
+    )
+    command = [
+        sys.executable,
+        "manage.py",
+        "run_billing",
+        "--at",
+        at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "--batch-size",
+        str(batch_size),
+    ]
+    running = [
+        subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**os.environ, "DATABASE_URL": url, "CONN_MAX_AGE": "0"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    outputs = [process.communicate(timeout=120) for process in running]
+    assert [p.returncode for p in running] == [0] * processes, outputs
+
+
+def invoice_webhooks(billing_reason: str) -> list[tuple]:
+    """(type, status, total) of the invoice.* webhook events of invoices with that reason."""
+    from webhooks.models import WebhookEvent
+
+    return sorted(
+        (e.type, e.data["status"], e.data["total"])
+        for e in WebhookEvent.objects.filter(
+            type__startswith="invoice.", data__billing_reason=billing_reason
+        )
     )

@@ -1,7 +1,4 @@
 import datetime as dt
-import os
-import subprocess
-import sys
 import threading
 from decimal import Decimal
 from io import StringIO
@@ -9,14 +6,20 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection, connections
+from django.db import connections
 
 from invoicing import services
 from invoicing.engine import billing_run
 from invoicing.models import Invoice, InvoiceLine, Payment
 from invoicing.services import LineDraft
 from subscriptions.models import Subscription
-from tests.invoicing.factories import issue_invoice, make_card, make_customer, make_subscription
+from tests.invoicing.factories import (
+    issue_invoice,
+    make_card,
+    make_customer,
+    make_subscription,
+    race_run_billing,
+)
 from tests.utils import postgresql_only
 
 UTC = dt.UTC
@@ -191,15 +194,6 @@ def test_run_billing_rejects_a_bad_instant():
 # --- PostgreSQL concurrency --------------------------------------------------------------------
 
 
-def _subprocess_env() -> dict:
-    settings = connection.settings_dict
-    url = (
-        f"postgres://{settings['USER']}:{settings['PASSWORD'] or ''}@{settings['HOST']}:"
-        f"{settings['PORT']}/{settings['NAME']}"
-    )
-    return {**os.environ, "DATABASE_URL": url, "CONN_MAX_AGE": "0"}
-
-
 @postgresql_only
 @pytest.mark.django_db(transaction=True)
 def test_two_billing_processes_racing_make_one_invoice_per_subscription(tenant):
@@ -210,28 +204,7 @@ def test_two_billing_processes_racing_make_one_invoice_per_subscription(tenant):
         make_subscription(customers[i % 20], anchor=dt.datetime(2027, 1, 1, tzinfo=UTC))
         for i in range(300)
     ]
-    command = [
-        sys.executable,
-        "manage.py",
-        "run_billing",
-        "--at",
-        "2027-02-01T00:00:00Z",
-        "--batch-size",
-        "25",
-    ]
-    processes = [
-        subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=_subprocess_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    outputs = [process.communicate(timeout=120) for process in processes]
-    assert [p.returncode for p in processes] == [0, 0], outputs
+    race_run_billing(dt.datetime(2027, 2, 1, tzinfo=UTC), batch_size=25)
     assert Invoice.objects.count() == len(subscriptions)
     assert Invoice.objects.values("subscription").distinct().count() == len(subscriptions)
     numbers = sorted(Invoice.objects.values_list("number", flat=True))

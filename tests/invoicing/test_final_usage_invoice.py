@@ -16,7 +16,7 @@ from invoicing.engine import BillingRunReport, billing_run
 from invoicing.models import Invoice, Payment
 from subscriptions import services as subscription_services
 from tenants.api.errors import Conflict
-from tests.invoicing.factories import make_card
+from tests.invoicing.factories import invoice_webhooks, make_card
 from tests.usage.factories import (
     add_metered_item,
     event,
@@ -129,12 +129,7 @@ def test_end_of_run_cancellation_bills_the_last_period_usage_once(subscription, 
             "value", "renewal_order_reference"
         )
     ) == [(Decimal(4), "INV-000001"), (Decimal(5), "INV-000001"), (Decimal(10), "INV-000001")]
-    assert sorted(
-        (e.type, e.data["status"], e.data["total"])
-        for e in WebhookEvent.objects.filter(
-            type__startswith="invoice.", data__billing_reason="final_usage"
-        )
-    ) == [
+    assert invoice_webhooks("final_usage") == [
         ("invoice.created", "open", 57),
         ("invoice.finalised", "open", 57),
         ("invoice.paid", "paid", 57),

@@ -4,9 +4,6 @@ closes"): at a renewal the closed period's post_invoice usage goes on an invoice
 and at most once per subscription and closed period."""
 
 import datetime as dt
-import os
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,7 +17,7 @@ from invoicing.engine import billing_run
 from invoicing.models import Invoice, Payment
 from invoicing.services import DuplicatePeriodInvoice, LineDraft
 from subscriptions.models import Subscription
-from tests.invoicing.factories import make_card
+from tests.invoicing.factories import invoice_webhooks, make_card, race_run_billing
 from tests.openapi import assert_matches_schema
 from tests.usage.factories import (
     add_metered_item,
@@ -155,12 +152,7 @@ def test_post_invoice_usage_goes_on_its_own_invoice_charged_like_the_renewal(sub
     ]
 
     # The webhooks of an issued and paid invoice, as for the renewal.
-    assert sorted(
-        (e.type, e.data["status"], e.data["total"])
-        for e in WebhookEvent.objects.filter(
-            type__startswith="invoice.", data__billing_reason="post_invoice"
-        )
-    ) == [
+    assert invoice_webhooks("post_invoice") == [
         ("invoice.created", "open", 489),
         ("invoice.finalised", "open", 489),
         ("invoice.paid", "paid", 489),
@@ -422,15 +414,6 @@ def test_subscriptions_without_post_invoice_items_cost_no_query_each(tenant):
 # --- PostgreSQL concurrency --------------------------------------------------------------------
 
 
-def _subprocess_env() -> dict:
-    settings = connection.settings_dict
-    url = (
-        f"postgres://{settings['USER']}:{settings['PASSWORD'] or ''}@{settings['HOST']}:"
-        f"{settings['PORT']}/{settings['NAME']}"
-    )
-    return {**os.environ, "DATABASE_URL": url, "CONN_MAX_AGE": "0"}
-
-
 @postgresql_only
 @pytest.mark.django_db(transaction=True)
 def test_two_billing_processes_racing_issue_one_post_invoice_per_period(tenant):
@@ -452,28 +435,7 @@ def test_two_billing_processes_racing_issue_one_post_invoice_per_period(tenant):
             tenant,
             *[event(s, "storage_gb", 10, at=ANCHOR + dt.timedelta(days=1)) for s in subscriptions],
         )
-    command = [
-        sys.executable,
-        "manage.py",
-        "run_billing",
-        "--at",
-        END.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "--batch-size",
-        "4",
-    ]
-    processes = [
-        subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=_subprocess_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    outputs = [process.communicate(timeout=120) for process in processes]
-    assert [p.returncode for p in processes] == [0, 0], outputs
+    race_run_billing(END, batch_size=4)
     posts = Invoice.objects.filter(billing_reason="post_invoice")
     assert posts.count() == 30
     assert posts.values("subscription").distinct().count() == 30
