@@ -221,22 +221,14 @@ def _claim_charge(invoice, subscription, methods, payments, no_card, at) -> None
     ):
         return
     method = methods.get(subscription.pk)
-    invoice.attempt_count = 1
-    if method is None:
-        no_card.append(invoice.pk)
-        return
-    payments.append(
-        Payment(
-            tenant_id=invoice.tenant_id,
-            invoice=invoice,
-            customer_id=invoice.customer_id,
-            amount=invoice.amount_due,
-            currency=invoice.currency,
-            payment_method=method,
-            idempotency_key=str(invoice.pk),
-            created_at=at,
+    if method is not None:
+        # Built before the count goes up: the first attempt is keyed by the invoice's id.
+        payments.append(
+            services.payment_build(invoice=invoice, payment_method=method, created_at=at)
         )
-    )
+    else:
+        no_card.append(invoice.pk)
+    invoice.attempt_count = 1
 
 
 def _already_invoiced(subscription_ids: list, billing_reason: str, periods: dict) -> set:

@@ -539,14 +539,10 @@ def _idempotency_key(invoice: Invoice) -> str:
     )
 
 
-def payment_claim(*, invoice: Invoice, payment_method: PaymentMethod) -> Payment:
-    """Record the attempt (a pending payment with its idempotency key) before calling the gateway,
-    so that a crash between the call and its recording is retried with the same key. Call inside
-    a transaction holding the invoice's row lock."""
-    pending = invoice.payments.filter(status=Payment.Status.PENDING).first()
-    if pending is not None:
-        return pending
-    payment = Payment(
+def payment_build(*, invoice: Invoice, payment_method: PaymentMethod, **fields) -> Payment:
+    """The next attempt at the invoice's amount due, unsaved, keyed by its attempt count (the
+    billing engine inserts a batch of them at once; payment_claim saves one)."""
+    return Payment(
         tenant_id=invoice.tenant_id,
         invoice=invoice,
         customer_id=invoice.customer_id,
@@ -554,7 +550,18 @@ def payment_claim(*, invoice: Invoice, payment_method: PaymentMethod) -> Payment
         currency=invoice.currency,
         payment_method=payment_method,
         idempotency_key=_idempotency_key(invoice),
+        **fields,
     )
+
+
+def payment_claim(*, invoice: Invoice, payment_method: PaymentMethod) -> Payment:
+    """Record the attempt (a pending payment with its idempotency key) before calling the gateway,
+    so that a crash between the call and its recording is retried with the same key. Call inside
+    a transaction holding the invoice's row lock."""
+    pending = invoice.payments.filter(status=Payment.Status.PENDING).first()
+    if pending is not None:
+        return pending
+    payment = payment_build(invoice=invoice, payment_method=payment_method)
     payment.save(force_insert=True)
     invoice.attempt_count += 1
     invoice.save(update_fields=["attempt_count"])
