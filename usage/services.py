@@ -428,13 +428,18 @@ SELECT 'm', id, code, aggregation_method, aggregation_property, NULL::uuid, NULL
        filters::text FROM m
 UNION ALL SELECT 's', id, status, NULL, NULL, customer_id, NULL, NULL FROM s
 UNION ALL SELECT 'n', id, name, NULL, NULL, customer_id, NULL, NULL FROM n
-UNION ALL SELECT 'e', NULL, event_id, NULL, NULL, NULL, NULL, NULL FROM usage_usageevent
-WHERE tenant_id = %(tenant)s AND event_id = ANY(%(stored)s)
+UNION ALL SELECT 'e', NULL, e.event_id, NULL, NULL, NULL, NULL, NULL
+FROM unnest(%(stored)s::text[]) AS wanted(event_id)
+CROSS JOIN LATERAL (
+    SELECT event_id FROM usage_usageevent
+    WHERE tenant_id = %(tenant)s AND event_id = wanted.event_id
+    OFFSET 0  -- not flattened: one unique-index probe per id, whatever the statistics say
+) e
 UNION ALL
 SELECT 'c', c.id, c.reference, c.status, dn.name, c.default_namespace_id,
        EXISTS (SELECT 1 FROM customers_usagelimit l WHERE l.customer_id = c.id), NULL
 FROM customers_customer c LEFT JOIN customers_namespace dn ON dn.id = c.default_namespace_id
-WHERE c.tenant_id = %(tenant)s AND c.id IN (SELECT id FROM named)
+WHERE c.id = ANY(ARRAY(SELECT id FROM named)) AND c.tenant_id = %(tenant)s
 """
 
 
