@@ -208,6 +208,12 @@ def main() -> int:
         for name in scenarios
     }
 
+    for number, r in enumerate(rounds, start=1):
+        print(
+            f"round {number}: "
+            + ", ".join(f"{name} {r[name]['rps']:.0f} req/s" for name in scenarios)
+            + f"; detail/bare {r['detail']['rps'] / r['bare']['rps']:.2f}"
+        )
     threads = f", {args.threads} threads" if args.worker_class == "gthread" else ""
     print(
         f"gunicorn {args.worker_class}, {args.workers} workers{threads}; {CONNECTIONS} "

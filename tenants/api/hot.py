@@ -23,8 +23,9 @@ is refused either way.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
+import os
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -58,16 +59,61 @@ def enabled() -> bool:
     return getattr(settings, "HOT_PATHS", True) and connection.vendor == "postgresql"
 
 
+# {(scope, key hash, rate): (window, bucket)}: django-ratelimit's key changes once per window.
+_buckets: dict[tuple, tuple[int, tuple[str, int, int]]] = {}
+
+
 def _ratelimit_bucket(scope: str, key_hash: str) -> tuple[str, int, int]:
-    """django-ratelimit's cache key for this key and scope now, with its limit and expiry."""
+    """django-ratelimit's cache key for this key and scope now, with its limit and expiry
+    (computed once per window: `_get_window` returns the window's last second)."""
     rate = getattr(billing_settings, SCOPE_SETTINGS[scope])
     limit, period = ratelimit_core._split_rate(rate)
+    memo = (scope, key_hash, rate)
+    now = int(time.time())
+    known = _buckets.get(memo)
+    if known is not None and known[0] - period < now <= known[0]:
+        return known[1]
     value = rate_limit_value(key_hash)
     window = ratelimit_core._get_window(value, period)
     name = ratelimit_core._make_cache_key(
         rate_limit_group(scope), window, rate, value, ratelimit_core.ALL
     )
-    return name, limit, period + ratelimit_core.EXPIRATION_FUDGE
+    if len(_buckets) > 10_000:
+        _buckets.clear()
+    _buckets[memo] = (window, (name, limit, period + ratelimit_core.EXPIRATION_FUDGE))
+    return _buckets[memo][1]
+
+
+def _resp(*arguments) -> bytes:
+    """One Redis command in RESP (what redis-py's pack_command writes)."""
+    parts = [b"*%d\r\n" % len(arguments)]
+    for argument in arguments:
+        data = argument if isinstance(argument, bytes) else str(argument).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+_threads = threading.local()
+
+
+def _redis_connection(backend):
+    """This thread's own Redis connection for the hot paths, made from the cache's pool settings
+    but kept out of the pool: taking and returning a pooled connection cost as much CPU as
+    the exchange itself. A broken connection is dropped (`_redis_drop`) and remade."""
+    connection = getattr(_threads, "redis", None)
+    if connection is None or _threads.owner != (backend, os.getpid()):
+        _redis_drop()
+        pool = backend.get_client(write=True).connection_pool
+        connection = pool.connection_class(**pool.connection_kwargs)
+        _threads.redis, _threads.owner = connection, (backend, os.getpid())
+    return connection
+
+
+def _redis_drop() -> None:
+    connection = getattr(_threads, "redis", None)
+    _threads.redis = _threads.owner = None
+    if connection is not None:
+        connection.disconnect()
 
 
 class RateCount:
@@ -76,7 +122,7 @@ class RateCount:
 
     def __init__(self, key_hash: str, scope: str, *, read_cached_key: bool = False):
         self.bucket, self.limit, self.expiry = _ratelimit_bucket(scope, key_hash)
-        self._connection = self._pool = None
+        self._connection = None
         self.count = None
         # With `read_cached_key`, the same exchange reads the resolved key that DRF's
         # authentication caches (tenants.selectors.api_key_for_clear_key), tenant included.
@@ -85,24 +131,22 @@ class RateCount:
         backend = self._backend = getattr(cache, "_cache", None)
         if backend is None or not hasattr(backend, "get_client"):
             return  # the in-process cache (development) is counted in within_limit
-        self._pool = backend.get_client(write=True).connection_pool
-        self._connection = self._pool.get_connection()
         name = cache.make_key(self.bucket)
-        commands = [("SET", name, 0, "NX", "EX", self.expiry), ("INCR", name)]
+        commands = _resp("SET", name, 0, "NX", "EX", self.expiry) + _resp("INCR", name)
         if self._key_name is not None:
-            commands.append(("GET", cache.make_key(self._key_name)))
+            commands += _resp("GET", cache.make_key(self._key_name))
+        self._connection = _redis_connection(backend)
         try:
-            self._connection.send_packed_command(self._connection.pack_commands(commands))
+            self._connection.send_packed_command([commands])
         except BaseException:
             self._release(broken=True)
             raise
 
     def _release(self, *, broken: bool = False) -> None:
         if self._connection is not None:
-            if broken:
-                self._connection.disconnect()
-            self._pool.release(self._connection)
             self._connection = None
+            if broken:
+                _redis_drop()
 
     def within_limit(self) -> bool:
         if self.count is None:
@@ -137,30 +181,34 @@ class RateCount:
 
 @dataclass(frozen=True, slots=True)
 class KeyRow:
-    """An API key as a hot statement reads it (`KEY_COLUMNS`, table alias `k`)."""
+    """An API key as a hot statement reads it (`KEY_COLUMNS`, table alias `k`); its times are
+    seconds since the epoch (a float loads in C, a datetime through Django's Python loader)."""
 
     id: uuid.UUID
     tenant_id: uuid.UUID
-    revoked_at: dt.datetime | None
-    expires_at: dt.datetime | None
-    last_used_at: dt.datetime | None
+    revoked_at: float | None
+    expires_at: float | None
+    last_used_at: float | None
 
     def is_usable(self) -> bool:
         if self.revoked_at is not None:
             return False
-        return self.expires_at is None or self.expires_at.timestamp() > time.time()
+        return self.expires_at is None or self.expires_at > time.time()
 
     def record_use(self) -> None:
         """api_key_touch's once-a-minute `last_used_at`, for a key read here."""
-        if (
-            self.last_used_at is None
-            or time.time() - self.last_used_at.timestamp() >= _TOUCH_SECONDS
-        ):
+        if self.last_used_at is None or time.time() - self.last_used_at >= _TOUCH_SECONDS:
             api_key_record_use(key_id=self.id)
 
 
-KEY_COLUMNS = "k.id, k.tenant_id, k.revoked_at, k.expires_at, k.last_used_at"
-KEY_COUNT = len(KEY_COLUMNS.split(","))
+KEY_COLUMNS = ", ".join(
+    ["k.id", "k.tenant_id"]
+    + [
+        f"extract(epoch FROM k.{name})::float8"
+        for name in ("revoked_at", "expires_at", "last_used_at")
+    ]
+)
+KEY_COUNT = 5
 KEY_TABLE = f"{ApiKey._meta.db_table} k"
 
 
