@@ -99,8 +99,13 @@ class UsageRollup(models.Model):
     whole hours here and only the partial hours at a period's edges from the events."""
 
     id = models.BigAutoField(primary_key=True)
+    # Indexed by the unique constraint, which leads with it.
     tenant = models.ForeignKey(
-        "tenants.Tenant", on_delete=models.CASCADE, db_constraint=False, related_name="+"
+        "tenants.Tenant",
+        on_delete=models.CASCADE,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
     )
     subscription = models.ForeignKey(
         "subscriptions.Subscription",
@@ -109,8 +114,13 @@ class UsageRollup(models.Model):
         null=True,
         related_name="+",
     )
+    # Indexed by usage_rollup_namespace_idx, which leads with it.
     namespace = models.ForeignKey(
-        "customers.Namespace", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+        "customers.Namespace",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
     )
     code = models.CharField(max_length=100)
     hour = models.DateTimeField()
@@ -131,6 +141,12 @@ class UsageRollup(models.Model):
                 nulls_distinct=False,
                 name="usage_rollup_unique",
             ),
+        ]
+        indexes = [
+            # A namespace's period usage (the quota guard, quota/usage reports): a range scan
+            # per (namespace, metric), whatever the namespace's history. The unique constraint
+            # cannot serve it: subscription comes between tenant and hour.
+            models.Index(fields=["namespace", "code", "hour"], name="usage_rollup_namespace_idx"),
         ]
 
     def __str__(self) -> str:
