@@ -5,6 +5,9 @@ from django.conf import settings
 DEFAULTS = {
     "RATE_LIMIT": "1200/m",
     "INGEST_RATE_LIMIT": "60000/m",
+    # Counts a worker thread takes from a key's rate-limit bucket at once on the hot read path
+    # (tenants.api.hot.RateCount); 1 counts every request in Redis.
+    "RATE_LIMIT_RESERVATION": 10,
     "IDEMPOTENCY_TTL_HOURS": 24,
     "PAYMENT_GATEWAY": "sandbox",
 }

@@ -2,6 +2,7 @@
 same status, body and headers, same keys refused, same rate-limit bucket; one statement."""
 
 import datetime as dt
+import threading
 from decimal import Decimal
 
 import pytest
@@ -12,7 +13,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from customers.models import Customer
-from tenants.models import ApiKey
+from tenants.api import hot
+from tenants.models import ApiKey, hash_api_key
 from tenants.services import api_key_create, api_key_revoke
 from tests.factories import CustomerFactory
 from tests.openapi import assert_error_body, assert_matches_schema
@@ -149,3 +151,55 @@ def test_the_hot_statement_is_prepared_after_repeated_use(api, tenant):
             "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s", ["%k.key_hash%"]
         )
         assert cursor.fetchone()[0] == 1
+
+
+def _window_start():
+    """A moment just inside a fresh rate-limit minute (django-ratelimit windows are per key)."""
+    return timezone.now().replace(second=0, microsecond=0) + dt.timedelta(minutes=1, seconds=1)
+
+
+@override_settings(BILLING={"RATE_LIMIT": "300/m", "RATE_LIMIT_RESERVATION": 10})
+def test_reserved_counts_admit_exactly_the_limit_with_fewer_redis_exchanges(
+    api, tenant, monkeypatch
+):
+    customer = CustomerFactory(tenant=tenant, email="reserve@example.com")
+    exchanges = []
+    original = hot._redis_connection
+    monkeypatch.setattr(
+        hot, "_redis_connection", lambda backend: exchanges.append(1) or original(backend)
+    )
+    url = f"/api/v1/customers/{customer.pk}"
+    with time_machine.travel(_window_start(), tick=False):
+        answers = [api.get(url).status_code for _ in range(301)]
+
+    assert answers == [200] * 300 + [429]
+    # 300 / minute reserves 3 counts at a time (1 % of the limit): 100 exchanges for 300 answers,
+    # and the refused 301st request is counted once more on DRF's path.
+    assert len(exchanges) == 101
+
+
+@override_settings(BILLING={"RATE_LIMIT": "300/m", "RATE_LIMIT_RESERVATION": 10})
+def test_counts_another_thread_holds_bring_the_429_early_by_at_most_them(api, tenant, api_key):
+    customer = CustomerFactory(tenant=tenant, email="held@example.com")
+    url = f"/api/v1/customers/{customer.pk}"
+    with time_machine.travel(_window_start(), tick=False):
+        # Another worker thread answers one request and keeps the other two counts it reserved.
+        other = threading.Thread(
+            target=lambda: hot.RateCount(hash_api_key(api_key), "default", reserve=True).close()
+        )
+        other.start()
+        other.join()
+        admitted = 0
+        while (response := api.get(url)).status_code == 200:
+            admitted += 1
+    assert_error_body(response, 429)
+    assert admitted == 297  # 300 - the 3 numbers the other thread took
+
+
+def test_limits_under_200_a_window_are_counted_one_by_one():
+    assert hot._reservation_size(199) == 1
+    with override_settings(BILLING={"RATE_LIMIT_RESERVATION": 10}):
+        assert hot._reservation_size(1200) == 10
+        assert hot._reservation_size(500) == 5
+    with override_settings(BILLING={"RATE_LIMIT_RESERVATION": 1}):
+        assert hot._reservation_size(1_000_000) == 1
