@@ -7,19 +7,33 @@ import uuid
 from types import SimpleNamespace
 
 from django.db import connection
+from rest_framework.settings import api_settings
 
 from customers.models import Customer, Namespace
 from tenants.api import hot
 
+# What customers.api.serializers.customer_data does not render: not read on the hot path.
+_NOT_RENDERED = frozenset({"tenant", "default_namespace", "updated_at"})
+# `created_at` as the API writes it (tenants.api.fields.timestamp_text with the default
+# DATETIME_FORMAT), formatted by PostgreSQL: Django's datetime loader is Python code.
+_CREATED_AT_TEXT = """to_char(c."created_at" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')"""
+
 
 @functools.cache
-def _customer_statement() -> tuple[str, list[str], list]:
+def _customer_statement(datetime_format: str) -> tuple[str, list[str], list]:
     """The statement (written once from the model's fields), the attribute names and each
     column's ORM converters (a JSONField's decoding, for one)."""
-    fields = Customer._meta.concrete_fields
-    columns = ", ".join(f'c."{f.column}"' for f in fields)
+    fields = [f for f in Customer._meta.concrete_fields if f.name not in _NOT_RENDERED]
+    columns, names = [], []
+    for field in fields:
+        if field.name == "created_at" and datetime_format == "%Y-%m-%dT%H:%M:%SZ":
+            columns.append(_CREATED_AT_TEXT)
+            names.append("created_at_text")
+        else:
+            columns.append(f'c."{field.column}"')
+            names.append(field.attname)
     sql = (
-        f"SELECT {hot.KEY_COLUMNS}, n.name, {columns} FROM {hot.KEY_TABLE} "
+        f"SELECT {hot.KEY_COLUMNS}, n.name, {', '.join(columns)} FROM {hot.KEY_TABLE} "
         f"LEFT JOIN {Customer._meta.db_table} c ON c.tenant_id = k.tenant_id AND c.id = %s "
         f"LEFT JOIN {Namespace._meta.db_table} n ON n.id = c.default_namespace_id "
         "WHERE k.key_hash = %s"
@@ -31,9 +45,10 @@ def _customer_statement() -> tuple[str, list[str], list]:
             connection.ops.get_db_converters(field) + field.get_db_converters(connection),
         )
         for index, field in enumerate(fields)
+        if names[index] == field.attname
     ]
     converters = [(index, field, found) for index, field, found in converters if found]
-    return sql, [f.attname for f in fields], converters
+    return sql, names, converters
 
 
 def customer_for_key(
@@ -43,7 +58,7 @@ def customer_for_key(
     The customer comes back as the attributes `customers.api.serializers.customer_data` reads
     (the model's fields, converted as the ORM would, and `default_namespace_name`): building
     a model instance cost more than the rest of the request's Python."""
-    sql, attnames, converters = _customer_statement()
+    sql, attnames, converters = _customer_statement(api_settings.DATETIME_FORMAT)
     rows = hot.statement(sql, [customer_id, key_hash])
     if not rows:
         return None, None

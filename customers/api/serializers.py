@@ -150,7 +150,9 @@ def customer_data(instance) -> dict:
         "status": instance.status,
         "currency": instance.currency or None,
         "default_namespace": namespace_name,
-        "created_at": timestamp_text(instance.created_at),
+        # The hot detail path reads it already formatted (customers.selectors).
+        "created_at": getattr(instance, "created_at_text", None)
+        or timestamp_text(instance.created_at),
     }
 
 

@@ -203,3 +203,14 @@ def test_limits_under_200_a_window_are_counted_one_by_one():
         assert hot._reservation_size(500) == 5
     with override_settings(BILLING={"RATE_LIMIT_RESERVATION": 1}):
         assert hot._reservation_size(1_000_000) == 1
+
+
+def test_created_at_is_written_alike_at_the_edge_of_a_second(api, tenant):
+    customer = CustomerFactory(tenant=tenant, email="edge@example.com")
+    Customer.objects.filter(pk=customer.pk).update(
+        created_at=dt.datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=dt.UTC)
+    )
+    hot_answer, drf = _both_paths(api, f"/api/v1/customers/{customer.pk}")
+
+    _same_answer(hot_answer, drf)
+    assert hot_answer.json()["created_at"] == "2024-02-29T23:59:59Z"
