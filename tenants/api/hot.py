@@ -24,6 +24,7 @@ is refused either way.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import threading
 import time
@@ -36,6 +37,7 @@ from django.db import connection
 from django.http import HttpResponse
 from django.urls import URLPattern
 from django_ratelimit import core as ratelimit_core
+from rest_framework.compat import LONG_SEPARATORS, SHORT_SEPARATORS
 from rest_framework.exceptions import NotFound
 from rest_framework.renderers import JSONRenderer
 
@@ -51,12 +53,32 @@ from tenants.services import LAST_USED_RESOLUTION, api_key_record_use, api_key_t
 PLAIN_ACCEPTS = frozenset({"", "*/*", "application/json", "application/json, */*"})
 
 _renderer = JSONRenderer()
+
+
+def _render(data) -> bytes:
+    """JSONRenderer().render(data) without its media-type and indent negotiation (the hot paths
+    answer only requests that want plain JSON): the same options, the same escapes."""
+    text = json.dumps(
+        data,
+        cls=_renderer.encoder_class,
+        ensure_ascii=_renderer.ensure_ascii,
+        allow_nan=not _renderer.strict,
+        separators=SHORT_SEPARATORS if _renderer.compact else LONG_SEPARATORS,
+    )
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()
+
+
 _TOUCH_SECONDS = LAST_USED_RESOLUTION.total_seconds()
+
+
+@functools.cache
+def _on_postgresql() -> bool:
+    return connection.vendor == "postgresql"
 
 
 def enabled() -> bool:
     """Hot statements are written for PostgreSQL; SQLite (development) always takes DRF's path."""
-    return getattr(settings, "HOT_PATHS", True) and connection.vendor == "postgresql"
+    return getattr(settings, "HOT_PATHS", True) and _on_postgresql()
 
 
 # {(scope, key hash, rate): (window, bucket)}: django-ratelimit's key changes once per window.
@@ -280,7 +302,7 @@ def statement(sql: str, params: list) -> list[tuple]:
 
 def json_response(data, status: int = 200, allow: str | None = None) -> HttpResponse:
     """The response DRF's JSONRenderer and `Response` would give for `data`."""
-    response = HttpResponse(_renderer.render(data), status=status, content_type="application/json")
+    response = HttpResponse(_render(data), status=status, content_type="application/json")
     if allow is not None:
         response["Allow"] = allow
     return response
