@@ -84,8 +84,9 @@ def buckets_take(takes: list[Take]) -> BucketAnswer:
         arguments = [repr(now)]
         for take in takes:
             arguments += [repr(float(take.rate_per_second)), take.burst, take.tokens]
+        make_key = caches["default"].make_key
         short, wait_ms = _take_script(client)(
-            keys=[caches["default"].make_key(take.key) for take in takes], args=arguments
+            keys=[make_key(take.key) for take in takes], args=arguments
         )
         if short:
             return BucketAnswer(False, takes[int(short) - 1], int(wait_ms) / 1000)

@@ -224,7 +224,9 @@ class _Guard:
     def take_api_tokens(self, rows) -> None:
         sent = Counter((row.namespace_id, row.code) for row in rows)
         takes, pairs = [], []
-        for (namespace_id, code), count in sorted(sent.items(), key=lambda item: str(item[0])):
+        for (namespace_id, code), count in sorted(
+            sent.items(), key=lambda item: (str(item[0][0]), item[0][1])
+        ):
             api_limit = self.limits[namespace_id].api_limits.get(code)
             if not api_limit:
                 continue
@@ -276,13 +278,6 @@ class _Guard:
             by_period[(limits.period_start, limits.period_end)].add((namespace_id, code))
         return by_period
 
-    def _subscription_ids(self, binding) -> set:
-        return {
-            pk
-            for customer_id in {self.namespaces[namespace_id] for namespace_id, _ in binding}
-            for pk in self.sources.subscription_ids.get(customer_id, ())
-        }
-
     def check(self, inserted: list) -> None:
         """After the insert, lock the bound (namespace, metric) pairs and read their period usage,
         which now includes this request's rows. Every writer of a pair takes its lock after its
@@ -293,19 +288,9 @@ class _Guard:
             return
         methods = self.sources.methods
         _lock_namespace_metrics(self.tenant.pk, binding)
-        subscription_ids = self._subscription_ids(binding)
         after = {}
         for (start, end), pairs in self._periods(binding).items():
-            after.update(
-                selectors.period_aggregates(
-                    self.tenant.pk,
-                    pairs,
-                    start,
-                    end,
-                    methods,
-                    subscription_ids=subscription_ids,
-                )
-            )
+            after.update(selectors.period_aggregates(self.tenant.pk, pairs, start, end, methods))
         unique = [pair for pair in binding if methods.get(pair[1]) == UNIQUE_COUNT]
         for pair in sorted(binding, key=str):
             if pair in unique:
