@@ -115,7 +115,7 @@ def _sources_postgresql(tenant, namespaces: dict, codes) -> LimitSources:
     """One round trip on the ingestion hot path."""
     sources = LimitSources({}, defaultdict(dict), defaultdict(list), {})
     plan_rows = []
-    with prepared_cursor() as cursor:
+    with prepared_cursor(c_timestamps=True) as cursor:
         cursor.execute(
             _SOURCES_SQL,
             {
