@@ -116,3 +116,28 @@ def milliseconds(value: str) -> float:
 
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def cpu_seconds(process_group: int) -> dict[str, float]:
+    """CPU seconds used so far by the server under test (the processes of `process_group`, which
+    start_gunicorn makes its own), PostgreSQL and Redis, read from /proc (Linux)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = {"gunicorn": 0.0, "postgres": 0.0, "redis": 0.0}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        # fields[2] is the process group; [11] and [12] are user and system ticks.
+        seconds = (int(fields[11]) + int(fields[12])) / ticks
+        if int(fields[2]) == process_group:
+            used["gunicorn"] += seconds
+        elif name == "postgres":
+            used["postgres"] += seconds
+        elif name.startswith("redis-server"):
+            used["redis"] += seconds
+    return used
