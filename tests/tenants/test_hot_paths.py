@@ -173,8 +173,8 @@ def test_reserved_counts_admit_exactly_the_limit_with_fewer_redis_exchanges(
         answers = [api.get(url).status_code for _ in range(301)]
 
     assert answers == [200] * 300 + [429]
-    # 300 / minute reserves 3 counts at a time (1 % of the limit): 100 exchanges for 300 answers,
-    # and the refused 301st request is counted once more on DRF's path.
+    # 300 / minute reserves 3 counts at a time (1 % of the limit): 100 exchanges for the 300
+    # answers, and a 101st whose numbers (301-303) are over the limit refuses the 301st request.
     assert len(exchanges) == 101
 
 
