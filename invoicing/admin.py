@@ -250,6 +250,7 @@ class PaymentMethodAdmin(TenantScopedAdmin):
         "expiry_year",
         "deleted_at",
         "namespace",
+        "contact",
     ]
 
     def has_add_permission(self, request):

@@ -45,6 +45,8 @@ class PaymentMethod(TenantOwnedModel):
         blank=True,
         related_name="payment_methods",
     )
+    # The billing contact given with the card by the namespace billing API (seed 003), as sent.
+    contact = models.JSONField(default=dict, blank=True)
     # The gateway's token for the card. Never serialised.
     gateway_reference = models.CharField(max_length=255, editable=False)
     deleted_at = models.DateTimeField(null=True, blank=True)

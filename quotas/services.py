@@ -404,7 +404,8 @@ def namespace_payment_method_create(
     with transaction.atomic():
         _lock_namespace(namespace)
         method.name = f"pm-{method.pk.hex[-12:]}"
-        method.save(update_fields=["name"])
+        method.contact = contact or {}
+        method.save(update_fields=["name", "contact"])
         has_default = (
             PaymentMethod.objects.filter(
                 tenant_id=customer.tenant_id,

@@ -331,7 +331,9 @@ class NamespacePaymentMethodRequestSerializer(serializers.Serializer):
         choices=PaymentMethod.Role.choices, default=PaymentMethod.Role.NORMAL
     )
     token = serializers.CharField(max_length=255, help_text="A card token of the gateway.")
-    contact = serializers.DictField(required=False, help_text="The billing contact (not stored).")
+    contact = serializers.DictField(
+        required=False, help_text="The billing contact, kept with the card as sent."
+    )
 
 
 class PaymentMethodNameSerializer(serializers.Serializer):

@@ -56,6 +56,12 @@ def _role_action(api, customer, name, action):
     )
 
 
+def test_the_contact_is_kept_with_the_card(api, customer):
+    name = _add(api, customer, "PRIMARY")
+
+    assert PaymentMethod.objects.get(name=name).contact == {"email": "billing@example.com"}
+
+
 def test_roles_primary_secondary_and_swap(api, customer):
     first = _add(api, customer, "PRIMARY")
     second = _add(api, customer, "SECONDARY")
