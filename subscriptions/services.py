@@ -969,7 +969,11 @@ def subscription_disable_for_nonpayment(*, subscription: Subscription) -> Subscr
 def subscription_cancel_for_nonpayment(
     *, subscription: Subscription, at: dt.datetime | None = None
 ) -> Subscription:
-    """Dunning gave up and the tenant cancels: the subscription ends now."""
+    """Dunning gave up and the tenant cancels: the subscription ends now. Its last period's
+    unbilled usage up to now is invoiced as on any other cancellation (a `final_usage` invoice,
+    issued in this transaction while the subscription is held) and charged once the transaction
+    commits; a decline goes through dunning like any invoice, and cannot end the subscription
+    twice."""
     subscription = _lock(subscription)
     if subscription.status != Status.CANCELLED:
         at = _now(at)
@@ -978,6 +982,10 @@ def subscription_cancel_for_nonpayment(
         _end(subscription, at=at)
         _save(subscription, "status", "cancel_at", "ended_at", "metadata")
         _emit(subscription, "subscription.cancelled")
+        engine = _engine()
+        charges = engine.final_usage_invoices_issue(subscriptions=[subscription], at=at)
+        if charges.invoices:
+            transaction.on_commit(lambda: engine.final_usage_invoices_charge(charges, at=at))
     return subscription
 
 

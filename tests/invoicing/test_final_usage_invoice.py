@@ -295,3 +295,60 @@ def test_specific_date_cancellation_bills_up_to_the_date(subscription):
     )
     assert (final.sub_total, final.tax_total, final.total, final.status) == (50, 10, 60, "paid")
     assert _run(ends).invoices == 0
+
+
+def _cancel_for_nonpayment(subscription, at, capture):
+    with time_machine.travel(at, tick=False), capture(execute=True):
+        return subscription_services.subscription_cancel_for_nonpayment(
+            subscription=subscription, at=at
+        )
+
+
+def test_a_cancellation_for_nonpayment_bills_the_usage_up_to_then(
+    subscription, django_capture_on_commit_callbacks
+):
+    cancelled = _cancel_for_nonpayment(subscription, MID, django_capture_on_commit_callbacks)
+    assert (cancelled.status, cancelled.ended_at) == ("cancelled", MID)
+    assert cancelled.metadata["cancellation_reason"] == "nonpayment"
+
+    final = Invoice.objects.get(subscription=subscription)
+    assert (final.billing_reason, final.period_start, final.period_end) == (
+        "final_usage",
+        ANCHOR,
+        MID,
+    )
+    # 14 calls x 2.5 = 35; tax 19%: 6.65 -> 7; charged on the card after the commit.
+    assert _usage_lines(final) == [("api_calls", Decimal(14), Decimal("2.5"), 35, 7)]
+    assert (final.total, final.status) == (42, "paid")
+    assert list(final.payments.values_list("status", "amount")) == [("completed", 42)]
+
+    # Dunning giving up twice cancels and bills once.
+    _cancel_for_nonpayment(
+        subscription, MID + dt.timedelta(hours=1), django_capture_on_commit_callbacks
+    )
+    assert Invoice.objects.filter(subscription=subscription).count() == 1
+    assert Payment.objects.count() == 1
+
+
+def test_a_declined_final_invoice_stays_open_for_dunning(
+    tenant, django_capture_on_commit_callbacks
+):
+    with time_machine.travel(ANCHOR, tick=False):
+        customer = make_customer(tenant, standard_tax_rate=Decimal("19"))
+        make_card(customer, "tok_card_declined")
+    tenant.dunning_retry_days = [3]
+    tenant.save(update_fields=["dunning_retry_days"])
+    subscription = _metered(customer)
+    with time_machine.travel(MID, tick=False):
+        ingest(tenant, event(subscription, "api_calls", 4, at=MID - dt.timedelta(hours=1)))
+
+    _cancel_for_nonpayment(subscription, MID, django_capture_on_commit_callbacks)
+
+    final = Invoice.objects.get(subscription=subscription, billing_reason="final_usage")
+    final.refresh_from_db()
+    # 4 calls x 2.5 = 10, tax 1.9 -> 2: declined, left open, its retry scheduled 3 days on.
+    assert (final.total, final.status, final.amount_due) == (12, "open", 12)
+    assert list(final.payments.values_list("status", flat=True)) == ["failed"]
+    assert final.next_attempt_at == final.finalised_at + dt.timedelta(days=3)
+    subscription.refresh_from_db()
+    assert subscription.status == "cancelled"
