@@ -13,7 +13,9 @@ A hot read (`hot_retrieve`) makes one prepared statement, which reads the API ke
 hash, from the table: revocation and expiry take effect at once) together with what the request
 asks for, and one Redis exchange, sent before the statement and read after it, which counts the
 request in django-ratelimit's own bucket (the cache key, window and expiry that
-`django_ratelimit.core.get_usage` computes, so both paths count in one place). A hot write
+`django_ratelimit.core.get_usage` computes, so both paths count in one place). A hot read's
+thread reserves a few counts per exchange (`RateCount`, RATE_LIMIT_RESERVATION), so most hot
+reads make no Redis exchange at all. A hot write
 (`hot_post`) needs the tenant before its first statement: the same Redis exchange also reads the
 resolved key that DRF's authentication caches (revoking or saving a key clears it), and a key not
 cached yet goes through DRF once. Round trips are what a request costs on small machines. A
