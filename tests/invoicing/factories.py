@@ -123,3 +123,45 @@ def invoice_webhooks(billing_reason: str) -> list[tuple]:
             type__startswith="invoice.", data__billing_reason=billing_reason
         )
     )
+
+
+# --- Metered subscriptions for the per-period invoice tests (post_invoice, final_usage) ----------
+
+METERED_ANCHOR = dt.datetime(2026, 3, 1, 10, 30, tzinfo=UTC)
+METERED_FIRST_END = dt.datetime(2026, 4, 1, 10, 30, tzinfo=UTC)  # the first period's end
+
+
+def metered_subscription(customer, *, post_invoice_price: str | None = None) -> Subscription:
+    """A monthly subscription from METERED_ANCHOR (plan 1000) with a `unit` item on api_calls at
+    2.5 (minor units per unit) and, given `post_invoice_price`, a `post_invoice` item on
+    storage_gb at that price."""
+    import time_machine
+
+    from tests.usage.factories import add_metered_item, make_metric
+    from tests.usage.factories import make_subscription as make_metered
+
+    tenant = customer.tenant
+    with time_machine.travel(METERED_ANCHOR, tick=False):
+        subscription = make_metered(customer, anchor=METERED_ANCHOR)
+    calls = make_metric(tenant, "api_calls", "sum", name="API calls")
+    add_metered_item(
+        subscription, calls, calc_rule_type="unit", pricing={"money_value": "2.5"}, amount=0
+    )
+    if post_invoice_price is not None:
+        storage = make_metric(tenant, "storage_gb", "sum", name="Storage")
+        add_metered_item(
+            subscription,
+            storage,
+            calc_rule_type="post_invoice",
+            pricing={"money_value": post_invoice_price},
+            amount=0,
+        )
+    return subscription
+
+
+def usage_lines(invoice) -> list[tuple]:
+    """An invoice's usage lines as (metric code, quantity, unit price, subtotal, tax)."""
+    return [
+        (line.metric.code, line.quantity, line.unit_price, line.sub_total, line.tax_total)
+        for line in invoice.lines.filter(kind="usage").order_by("position")
+    ]

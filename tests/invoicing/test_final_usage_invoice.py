@@ -16,14 +16,18 @@ from invoicing.engine import BillingRunReport, billing_run
 from invoicing.models import Invoice, Payment
 from subscriptions import services as subscription_services
 from tenants.api.errors import Conflict
-from tests.invoicing.factories import invoice_webhooks, make_card
+from tests.invoicing.factories import (
+    METERED_ANCHOR,
+    METERED_FIRST_END,
+    invoice_webhooks,
+    make_card,
+    metered_subscription,
+    usage_lines,
+)
 from tests.usage.factories import (
-    add_metered_item,
     event,
     ingest,
     make_customer,
-    make_metric,
-    make_subscription,
 )
 from usage.models import UsageEvent
 from webhooks.models import WebhookEvent
@@ -31,8 +35,7 @@ from webhooks.models import WebhookEvent
 pytestmark = pytest.mark.django_db
 
 UTC = dt.UTC
-ANCHOR = dt.datetime(2026, 3, 1, 10, 30, tzinfo=UTC)
-END = dt.datetime(2026, 4, 1, 10, 30, tzinfo=UTC)  # the first period's end
+ANCHOR, END = METERED_ANCHOR, METERED_FIRST_END  # END: the first period's end
 MID = ANCHOR + dt.timedelta(days=10)
 
 
@@ -48,46 +51,9 @@ def _cancel(subscription, when, at, **fields):
         )
 
 
-def _usage_lines(invoice):
-    return [
-        (line.metric.code, line.quantity, line.unit_price, line.sub_total, line.tax_total)
-        for line in invoice.lines.order_by("position")
-    ]
-
-
-def _metered(customer, *, post_invoice=False):
-    """A monthly subscription (plan 1000) with a `unit` item on api_calls at 2.5 (minor units)
-    and, optionally, a `post_invoice` item on storage_gb at 0.5."""
-    tenant = customer.tenant
-    with time_machine.travel(ANCHOR, tick=False):
-        subscription = make_subscription(customer, anchor=ANCHOR)
-    calls = make_metric(tenant, "api_calls", "sum", name="API calls")
-    add_metered_item(
-        subscription, calls, calc_rule_type="unit", pricing={"money_value": "2.5"}, amount=0
-    )
-    if post_invoice:
-        storage = make_metric(tenant, "storage_gb", "sum", name="Storage")
-        add_metered_item(
-            subscription,
-            storage,
-            calc_rule_type="post_invoice",
-            pricing={"money_value": "0.5"},
-            amount=0,
-        )
-    return subscription
-
-
-@pytest.fixture
-def card_customer(tenant):
-    with time_machine.travel(ANCHOR, tick=False):
-        customer = make_customer(tenant, standard_tax_rate=Decimal("19"))
-        make_card(customer, "tok_visa")
-    return customer
-
-
 @pytest.fixture
 def subscription(card_customer):
-    subscription = _metered(card_customer)
+    subscription = metered_subscription(card_customer)
     with time_machine.travel(MID, tick=False):
         ingest(
             card_customer.tenant,
@@ -116,7 +82,7 @@ def test_end_of_run_cancellation_bills_the_last_period_usage_once(subscription, 
     assert final.billing_reason == "final_usage"
     assert (final.period_start, final.period_end) == (ANCHOR, END)
     # 19 calls x 2.5 = 47.5 -> 48; tax 19%: 9.12 -> 9.
-    assert _usage_lines(final) == [("api_calls", Decimal(19), Decimal("2.5"), 48, 9)]
+    assert usage_lines(final) == [("api_calls", Decimal(19), Decimal("2.5"), 48, 9)]
     assert (final.sub_total, final.tax_total, final.total) == (48, 9, 57)
     assert final.number == "INV-000001"
     assert (final.status, final.paid, final.amount_due, final.paid_at) == ("paid", True, 0, END)
@@ -210,7 +176,7 @@ def test_instant_cancellation_bills_the_usage_up_to_then_at_once(subscription):
         MID,
     )
     # 14 calls x 2.5 = 35; tax 19%: 6.65 -> 7. The event after MID is not billed.
-    assert _usage_lines(final) == [("api_calls", Decimal(14), Decimal("2.5"), 35, 7)]
+    assert usage_lines(final) == [("api_calls", Decimal(14), Decimal("2.5"), 35, 7)]
     assert (final.total, final.status, final.paid) == (42, "paid", True)
     assert list(final.payments.values_list("status", "amount")) == [("completed", 42)]
     assert sorted(
@@ -238,7 +204,7 @@ def test_instant_cancellation_bills_the_usage_up_to_then_at_once(subscription):
 def test_instant_cancellation_of_an_invoice_customer_opens_the_final_invoice(tenant):
     with time_machine.travel(ANCHOR, tick=False):
         customer = make_customer(tenant, billing_type="invoice", standard_tax_rate=Decimal("19"))
-    subscription = _metered(customer, post_invoice=True)
+    subscription = metered_subscription(customer, post_invoice_price="0.5")
     with time_machine.travel(MID, tick=False):
         ingest(
             tenant,
@@ -249,8 +215,8 @@ def test_instant_cancellation_of_an_invoice_customer_opens_the_final_invoice(ten
     final = Invoice.objects.get(subscription=subscription, billing_reason="final_usage")
     post = Invoice.objects.get(subscription=subscription, billing_reason="post_invoice")
     # 3 x 2.5 = 7.5 -> 8; tax 1.52 -> 2. Storage on its own invoice: 100 x 0.5 = 50; tax 9.5 -> 10.
-    assert _usage_lines(final) == [("api_calls", Decimal(3), Decimal("2.5"), 8, 2)]
-    assert _usage_lines(post) == [("storage_gb", Decimal(100), Decimal("0.5"), 50, 10)]
+    assert usage_lines(final) == [("api_calls", Decimal(3), Decimal("2.5"), 8, 2)]
+    assert usage_lines(post) == [("storage_gb", Decimal(100), Decimal("0.5"), 50, 10)]
     for invoice, total in ((final, 10), (post, 60)):
         assert (invoice.period_start, invoice.period_end) == (ANCHOR, MID)
         assert (invoice.status, invoice.total, invoice.amount_due) == ("open", total, total)
@@ -265,7 +231,7 @@ def test_instant_cancellation_of_an_invoice_customer_opens_the_final_invoice(ten
 
 @pytest.mark.parametrize("when", ["end-of-run", "instantly", "specific-date"])
 def test_no_usage_no_final_invoice(card_customer, when):
-    subscription = _metered(card_customer)
+    subscription = metered_subscription(card_customer)
     date = (MID + dt.timedelta(days=5)).date()
     _cancel(subscription, when, MID, **({"date": date} if when == "specific-date" else {}))
     report = _run(END)
@@ -318,7 +284,7 @@ def test_a_cancellation_for_nonpayment_bills_the_usage_up_to_then(
         MID,
     )
     # 14 calls x 2.5 = 35; tax 19%: 6.65 -> 7; charged on the card after the commit.
-    assert _usage_lines(final) == [("api_calls", Decimal(14), Decimal("2.5"), 35, 7)]
+    assert usage_lines(final) == [("api_calls", Decimal(14), Decimal("2.5"), 35, 7)]
     assert (final.total, final.status) == (42, "paid")
     assert list(final.payments.values_list("status", "amount")) == [("completed", 42)]
 
@@ -338,7 +304,7 @@ def test_a_declined_final_invoice_stays_open_for_dunning(
         make_card(customer, "tok_card_declined")
     tenant.dunning_retry_days = [3]
     tenant.save(update_fields=["dunning_retry_days"])
-    subscription = _metered(customer)
+    subscription = metered_subscription(customer)
     with time_machine.travel(MID, tick=False):
         ingest(tenant, event(subscription, "api_calls", 4, at=MID - dt.timedelta(hours=1)))
 

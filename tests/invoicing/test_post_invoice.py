@@ -17,7 +17,15 @@ from invoicing.engine import billing_run
 from invoicing.models import Invoice, Payment
 from invoicing.services import DuplicatePeriodInvoice, LineDraft
 from subscriptions.models import Subscription
-from tests.invoicing.factories import invoice_webhooks, make_card, race_run_billing
+from tests.invoicing.factories import (
+    METERED_ANCHOR,
+    METERED_FIRST_END,
+    invoice_webhooks,
+    make_card,
+    metered_subscription,
+    race_run_billing,
+    usage_lines,
+)
 from tests.openapi import assert_matches_schema
 from tests.usage.factories import (
     add_metered_item,
@@ -35,8 +43,7 @@ pytestmark = pytest.mark.django_db
 
 UTC = dt.UTC
 ROOT = Path(__file__).resolve().parents[2]
-ANCHOR = dt.datetime(2026, 3, 1, 10, 30, tzinfo=UTC)
-END = dt.datetime(2026, 4, 1, 10, 30, tzinfo=UTC)  # the first period's end (the renewal)
+ANCHOR, END = METERED_ANCHOR, METERED_FIRST_END  # END: the first period's end (the renewal)
 NEXT_END = dt.datetime(2026, 5, 1, 10, 30, tzinfo=UTC)
 
 
@@ -45,45 +52,9 @@ def _renew(at):
         return billing_run(at=at)
 
 
-def _metered_subscription(customer, *, storage_price="0.333"):
-    """A subscription (plan 1000) with a `unit` item on api_calls at 2.5 and a `post_invoice`
-    item on storage_gb at `storage_price` (minor units per unit)."""
-    tenant = customer.tenant
-    with time_machine.travel(ANCHOR, tick=False):
-        subscription = make_subscription(customer, anchor=ANCHOR)
-    calls = make_metric(tenant, "api_calls", "sum", name="API calls")
-    storage = make_metric(tenant, "storage_gb", "sum", name="Storage")
-    add_metered_item(
-        subscription, calls, calc_rule_type="unit", pricing={"money_value": "2.5"}, amount=0
-    )
-    add_metered_item(
-        subscription,
-        storage,
-        calc_rule_type="post_invoice",
-        pricing={"money_value": storage_price},
-        amount=0,
-    )
-    return subscription
-
-
-def _usage_lines(invoice):
-    return [
-        (line.metric.code, line.quantity, line.unit_price, line.sub_total, line.tax_total)
-        for line in invoice.lines.filter(kind="usage").order_by("position")
-    ]
-
-
-@pytest.fixture
-def card_customer(tenant):
-    with time_machine.travel(ANCHOR, tick=False):
-        customer = make_customer(tenant, standard_tax_rate=Decimal("19"))
-        make_card(customer, "tok_visa")
-    return customer
-
-
 @pytest.fixture
 def subscription(card_customer):
-    subscription = _metered_subscription(card_customer)
+    subscription = metered_subscription(card_customer, post_invoice_price="0.333")
     with time_machine.travel(END - dt.timedelta(minutes=1), tick=False):
         ingest(
             card_customer.tenant,
@@ -112,14 +83,14 @@ def test_post_invoice_usage_goes_on_its_own_invoice_charged_like_the_renewal(sub
     # The renewal: the new period's fee in advance and the unit usage in arrears, no storage.
     assert (renewal.period_start, renewal.period_end) == (END, NEXT_END)
     # 15 calls x 2.5 = 37.5 -> 38; tax 19%: 7.22 -> 7.
-    assert _usage_lines(renewal) == [("api_calls", Decimal(15), Decimal("2.5"), 38, 7)]
+    assert usage_lines(renewal) == [("api_calls", Decimal(15), Decimal("2.5"), 38, 7)]
     assert (renewal.sub_total, renewal.tax_total, renewal.total) == (1038, 197, 1235)
 
     # The post_invoice invoice: the closed period's storage only. 1234.5 x 0.333 = 411.0885 ->
     # 411; tax 19%: 78.09 -> 78.
     assert (post.period_start, post.period_end) == (ANCHOR, END)
     assert post.customer_id == subscription.customer_id and post.currency == "EUR"
-    assert _usage_lines(post) == [("storage_gb", Decimal("1234.5"), Decimal("0.333"), 411, 78)]
+    assert usage_lines(post) == [("storage_gb", Decimal("1234.5"), Decimal("0.333"), 411, 78)]
     assert post.lines.count() == 1
     line = post.lines.get()
     assert (line.period_start, line.period_end, line.tax_rate) == (ANCHOR, END, Decimal(19))
@@ -191,10 +162,10 @@ def test_the_next_period_gets_its_own_post_invoice_with_late_events(subscription
     )
     assert second.period_end == NEXT_END
     # 100 (sent early) + 3 + the late 7 = 110 x 0.333 = 36.63 -> 37; tax 7.03 -> 7.
-    assert _usage_lines(second) == [("storage_gb", Decimal(110), Decimal("0.333"), 37, 7)]
+    assert usage_lines(second) == [("storage_gb", Decimal(110), Decimal("0.333"), 37, 7)]
     assert (second.total, second.status, second.number) == (44, "paid", "INV-000004")
     renewal = Invoice.objects.get(subscription=subscription, period_start=NEXT_END)
-    assert (renewal.billing_reason, renewal.number, _usage_lines(renewal)) == (
+    assert (renewal.billing_reason, renewal.number, usage_lines(renewal)) == (
         "renewal",
         "INV-000003",
         [],
@@ -208,7 +179,7 @@ def test_the_next_period_gets_its_own_post_invoice_with_late_events(subscription
 
 
 def test_zero_post_invoice_usage_issues_no_post_invoice(card_customer):
-    subscription = _metered_subscription(card_customer)
+    subscription = metered_subscription(card_customer, post_invoice_price="0.333")
     with time_machine.travel(END - dt.timedelta(minutes=1), tick=False):
         ingest(
             card_customer.tenant,
@@ -220,7 +191,7 @@ def test_zero_post_invoice_usage_issues_no_post_invoice(card_customer):
     assert (report.renewals, report.invoices, report.charges) == (1, 1, 1)
     renewal = Invoice.objects.get(subscription=subscription)
     assert renewal.billing_reason == "renewal"
-    assert _usage_lines(renewal) == [("api_calls", Decimal(4), Decimal("2.5"), 10, 2)]
+    assert usage_lines(renewal) == [("api_calls", Decimal(4), Decimal("2.5"), 10, 2)]
     assert (renewal.total, renewal.status) == (1202, "paid")
     assert not Invoice.objects.filter(billing_reason="post_invoice").exists()
     # Nothing of it is left unbilled to come back as late usage.
@@ -231,7 +202,7 @@ def test_zero_post_invoice_usage_issues_no_post_invoice(card_customer):
 
 
 def test_no_post_invoice_usage_at_all_issues_no_post_invoice(card_customer):
-    subscription = _metered_subscription(card_customer)
+    subscription = metered_subscription(card_customer, post_invoice_price="0.333")
     assert _renew(END).invoices == 1
     assert list(Invoice.objects.values_list("subscription_id", "billing_reason", "total")) == [
         (subscription.pk, "renewal", 1190)
@@ -241,14 +212,14 @@ def test_no_post_invoice_usage_at_all_issues_no_post_invoice(card_customer):
 def test_invoice_customers_get_both_invoices_open_with_their_terms(tenant):
     with time_machine.travel(ANCHOR, tick=False):
         customer = make_customer(tenant, billing_type="invoice")
-    subscription = _metered_subscription(customer, storage_price="12")
+    subscription = metered_subscription(customer, post_invoice_price="12")
     with time_machine.travel(END - dt.timedelta(minutes=1), tick=False):
         ingest(tenant, event(subscription, "storage_gb", 3, at=ANCHOR + dt.timedelta(days=3)))
     report = _renew(END)
     assert (report.invoices, report.charges) == (2, 0)
     post = Invoice.objects.get(billing_reason="post_invoice")
     renewal = Invoice.objects.get(billing_reason="renewal")
-    assert _usage_lines(renewal) == []
+    assert usage_lines(renewal) == []
     # No tax rate of the customer's own: the tenant's country rules or default (as the renewal).
     assert post.lines.get().tax_rate == renewal.lines.get(kind="subscription").tax_rate
     assert post.sub_total == 36
@@ -264,7 +235,7 @@ def test_a_declined_post_invoice_goes_to_dunning_like_the_renewal(tenant):
     with time_machine.travel(ANCHOR, tick=False):
         customer = make_customer(tenant)
         make_card(customer, "tok_insufficient_funds")
-    subscription = _metered_subscription(customer, storage_price="10")
+    subscription = metered_subscription(customer, post_invoice_price="10")
     with time_machine.travel(END - dt.timedelta(minutes=1), tick=False):
         ingest(tenant, event(subscription, "storage_gb", 2, at=ANCHOR + dt.timedelta(days=3)))
     report = _renew(END)
@@ -336,7 +307,7 @@ def _post_invoice(subscription, period_start, period_end):
 
 
 def test_the_database_allows_one_post_invoice_per_subscription_period(card_customer):
-    subscription = _metered_subscription(card_customer)
+    subscription = metered_subscription(card_customer, post_invoice_price="0.333")
     first = _post_invoice(subscription, ANCHOR, END)
     # A renewal or start invoice with the same period_start does not collide with it.
     services.invoice_issue(
