@@ -20,11 +20,11 @@ from customers.models import Customer
 from invoicing import services
 from invoicing.models import (
     FINAL_USAGE_REASON,
-    PERIOD_BILLING_REASONS,
     POST_INVOICE_REASON,
     Invoice,
     Payment,
     PaymentMethod,
+    same_period_reasons,
 )
 from subscriptions import services as subscription_services
 from subscriptions.models import Subscription
@@ -232,13 +232,13 @@ def _claim_charge(invoice, subscription, methods, payments, no_card, at) -> None
 
 
 def _already_invoiced(subscription_ids: list, billing_reason: str, periods: dict) -> set:
-    """Which of the subscriptions already have an invoice with `billing_reason` for the period
-    starting at `periods[id][0]` (one query)."""
+    """Which of the subscriptions already have an invoice under `billing_reason`'s uniqueness
+    rule (models.same_period_reasons) for the period starting at `periods[id][0]` (one query)."""
     if not subscription_ids:
         return set()
     found = Invoice.objects.filter(
         subscription_id__in=subscription_ids,
-        billing_reason=billing_reason,
+        billing_reason__in=same_period_reasons(billing_reason),
         period_start__in={periods[pk][0] for pk in subscription_ids},
     ).values_list("subscription_id", "period_start")
     return {pk for pk, start in found if periods[pk][0] == start}
@@ -357,14 +357,7 @@ def _renew_batch(subscriptions, at, report, skip) -> tuple[list[Payment], dict, 
             skip.add(subscription.pk)
             renewable.remove(subscription)
             _set_aside(report, subscription, error)
-    already = set(
-        Invoice.objects.filter(
-            subscription_id__in=[s.pk for s in renewable],
-            billing_reason__in=PERIOD_BILLING_REASONS,
-        )
-        .filter(period_start__in={start for start, _ in periods.values()})
-        .values_list("subscription_id", "period_start")
-    )
+    already = _already_invoiced([s.pk for s in renewable], "renewal", periods)
     lines = _renewal_lines(renewable, periods, report)
     # Usage of the period that just closed is billed in arrears on the same invoice, but for the
     # `post_invoice` items': those go on an invoice of their own for the closed period.
@@ -403,7 +396,7 @@ def _renew_batch(subscriptions, at, report, skip) -> tuple[list[Payment], dict, 
                     period_end=closed[subscription.pk][1],
                     billing_reason=POST_INVOICE_REASON,
                 )
-            if (subscription.pk, start) not in already:
+            if subscription.pk not in already:
                 vouchers = []
                 if subscription.customer_id in voucher_customers:
                     with transaction.atomic():

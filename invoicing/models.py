@@ -98,6 +98,16 @@ POST_INVOICE_REASON = "post_invoice"
 FINAL_USAGE_REASON = "final_usage"
 
 
+def same_period_reasons(billing_reason: str) -> tuple[str, ...]:
+    """The billing reasons whose invoices share one database uniqueness rule per subscription
+    period with `billing_reason` (the three constraints of Invoice); () when it has none."""
+    if billing_reason in PERIOD_BILLING_REASONS:
+        return PERIOD_BILLING_REASONS
+    if billing_reason in (POST_INVOICE_REASON, FINAL_USAGE_REASON):
+        return (billing_reason,)
+    return ()
+
+
 class Invoice(TenantOwnedModel):
     class Status(models.TextChoices):
         DRAFT = "draft"

@@ -21,7 +21,6 @@ from billing_project.bulk import fast_insert, rows_update
 from invoicing.gateways import CardError, ChargeRequest, GatewayResult, get_gateway
 from invoicing.models import (
     PERIOD_BILLING_REASONS,
-    POST_INVOICE_REASON,
     FailureReason,
     Invoice,
     InvoiceLine,
@@ -31,6 +30,7 @@ from invoicing.models import (
     PaymentMethodCollection,
     Receipt,
     Refund,
+    same_period_reasons,
 )
 from tenants.api.errors import Conflict
 from tenants.models import TaxRule, Tenant
@@ -412,13 +412,8 @@ def invoice_issue(
     tenant = customer.tenant
     takes_pending = subscription is not None and billing_reason in PENDING_LINE_REASONS
     with transaction.atomic():
-        # One period invoice and one post_invoice invoice per subscription period (each has its
-        # own unique constraint).
-        same_period = None
-        if billing_reason in PERIOD_BILLING_REASONS:
-            same_period = PERIOD_BILLING_REASONS
-        elif billing_reason == POST_INVOICE_REASON:
-            same_period = (POST_INVOICE_REASON,)
+        # One invoice per subscription period and uniqueness rule (Invoice's constraints).
+        same_period = same_period_reasons(billing_reason)
         if subscription is not None and same_period:
             existing = Invoice.objects.filter(
                 tenant=tenant,
@@ -541,16 +536,20 @@ def _idempotency_key(invoice: Invoice) -> str:
 
 def payment_build(*, invoice: Invoice, payment_method: PaymentMethod, **fields) -> Payment:
     """The next attempt at the invoice's amount due, unsaved, keyed by its attempt count (the
-    billing engine inserts a batch of them at once; payment_claim saves one)."""
+    billing engine inserts a batch of them at once; payment_claim saves one). `fields` override
+    (a fallback attempt has its own amount read under lock and its own key)."""
+    values = {
+        "amount": invoice.amount_due,
+        "currency": invoice.currency,
+        "idempotency_key": _idempotency_key(invoice),
+        **fields,
+    }
     return Payment(
         tenant_id=invoice.tenant_id,
         invoice=invoice,
         customer_id=invoice.customer_id,
-        amount=invoice.amount_due,
-        currency=invoice.currency,
         payment_method=payment_method,
-        idempotency_key=_idempotency_key(invoice),
-        **fields,
+        **values,
     )
 
 
@@ -772,13 +771,10 @@ def payments_charge_fallback(
             .values_list("invoice_id", flat=True)
         )
         claims = [
-            Payment(
-                tenant_id=payment.tenant_id,
+            payment_build(
                 invoice=payment.invoice,
-                customer_id=payment.customer_id,
-                amount=amounts[pk],
-                currency=payment.currency,
                 payment_method=card,
+                amount=amounts[pk],
                 idempotency_key=keys[pk],
             )
             for pk, (payment, card) in wanted.items()

@@ -12,8 +12,10 @@ from django.db import IntegrityError, transaction
 from rest_framework.exceptions import ValidationError
 
 from invoicing import engine
+from invoicing import services as invoicing_services
 from invoicing.engine import BillingRunReport, billing_run
 from invoicing.models import Invoice, Payment
+from invoicing.services import LineDraft
 from subscriptions import services as subscription_services
 from tenants.api.errors import Conflict
 from tests.invoicing.factories import (
@@ -318,3 +320,38 @@ def test_a_declined_final_invoice_stays_open_for_dunning(
     assert final.next_attempt_at == final.finalised_at + dt.timedelta(days=3)
     subscription.refresh_from_db()
     assert subscription.status == "cancelled"
+
+
+def test_a_second_final_invoice_for_the_period_is_refused_as_a_duplicate(card_customer):
+    subscription = metered_subscription(card_customer)
+
+    def issue():
+        return invoicing_services.invoice_issue(
+            customer=card_customer,
+            currency="EUR",
+            lines=[LineDraft("API calls", "usage", 35)],
+            subscription=subscription,
+            period_start=ANCHOR,
+            period_end=MID,
+            billing_reason="final_usage",
+            at=MID,
+        )
+
+    first = issue()
+    # The period's renewal invoice does not collide with it.
+    invoicing_services.invoice_issue(
+        customer=card_customer,
+        currency="EUR",
+        lines=[LineDraft("Fee", "subscription", 1000)],
+        subscription=subscription,
+        period_start=ANCHOR,
+        period_end=END,
+        billing_reason="renewal",
+        at=END,
+    )
+    with pytest.raises(invoicing_services.DuplicatePeriodInvoice) as raised:
+        issue()
+    assert raised.value.invoice == first
+    assert (
+        Invoice.objects.filter(subscription=subscription, billing_reason="final_usage").count() == 1
+    )
