@@ -27,7 +27,6 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
-from uuid6 import uuid7
 
 from billing_project.db import prepared_cursor
 from customers.models import Customer, Namespace, UsageLimit
@@ -946,13 +945,14 @@ def usages_create(*, subscription: Subscription, usages: list[dict]) -> list[Usa
                 {key: [f"option_code is not a known metric code ({key})"] for key in unknown}
             )
         references = _usage_references_take(tenant, len(usages))
+        ids = _uuid7_texts(len(usages))
         rows = []
-        for usage, reference in zip(usages, references, strict=True):
+        for usage, reference, event_row_id in zip(usages, references, ids, strict=True):
             metric = metrics[usage["option_code"]]
             value = Decimal(usage["units"])
             rows.append(
                 EventRow(
-                    id=str(uuid7()),
+                    id=event_row_id,
                     event_id=f"usage-{reference}",
                     code=metric.code,
                     customer_id=subscription.customer_id,
